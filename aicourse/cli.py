@@ -1,0 +1,82 @@
+"""Command line: `aicourse run|export|check|new|env` (also `python -m aicourse ...`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import nbformat
+
+from . import config
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="aicourse", description="Run, check and export the course notebooks.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="execute notebooks headless with papermill and print a summary")
+    r.add_argument("notebooks", nargs="*", help="numbers or names (e.g. 01 07_convolution); default: all, in order")
+    r.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="set a notebook parameter (repeatable)")
+    r.add_argument("--device", help="shorthand for -p device D (auto, cpu, cuda, mps)")
+    r.add_argument("--out", default="executed", help="folder for executed notebooks and summary.md (default: executed)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    e = sub.add_parser("export", help="write the notebooks' '#| export' cells to aicourse/lessons")
+    e.add_argument("--check", action="store_true", help="write nothing; exit 1 if package and notebooks drifted")
+    sub.add_parser("check", help="check every notebook against the course conventions")
+    n = sub.add_parser("new", help="create a notebook that follows the conventions")
+    n.add_argument("number", type=int)
+    n.add_argument("name", help="lowercase_words, e.g. batch_norm")
+    n.add_argument("title")
+    sub.add_parser("env", help="print the one-line environment summary")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except (FileNotFoundError, ValueError) as exc:  # ParameterError is a ValueError
+        print(f"aicourse: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args) -> int:
+    if args.command == "run":
+        from .runner import run
+        params = dict(args.parameter)
+        if args.device:
+            params["device"] = args.device
+        results = run(args.notebooks or None, params, args.out, progress=not args.no_progress)
+        return 0 if all(r.status == "ok" for r in results) else 1
+    if args.command == "export":
+        from .notebooks import export
+        drift = export(check=args.check)
+        for line in drift:
+            print(("drift: " if args.check else "wrote: ") + line)
+        return 1 if (args.check and drift) else 0
+    if args.command == "check":
+        from .notebooks import all_notebooks, problems
+        bad = [(nb.name, p) for nb in all_notebooks() for p in problems(nb)]
+        for name, p in bad:
+            print(f"{name}: {p}")
+        return 1 if bad else 0
+    if args.command == "new":
+        from .notebooks import NAME_RE, new_notebook
+        target = config.NOTEBOOKS / f"{args.number:02d}_{args.name}.ipynb"
+        if not NAME_RE.match(target.name):
+            raise ValueError(f"{target.name} is not NN_lowercase_words.ipynb")
+        if target.exists():
+            raise ValueError(f"{target} exists already")
+        nbformat.write(new_notebook(args.number, args.name, args.title), target)
+        print(f"created {target.relative_to(Path.cwd()) if target.is_relative_to(Path.cwd()) else target}")
+        return 0
+    if args.command == "env":
+        from .device import env_summary, resolve_device
+        print(env_summary(resolve_device("auto")))
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

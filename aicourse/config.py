@@ -1,0 +1,28 @@
+"""Project-wide settings, kept in one place."""
+
+from pathlib import Path
+
+#: GitHub owner/name of the course repository: the Colab badges and the Colab
+#: install cell of every notebook are built from it.
+REPO = "aicourse-dev/aicourse"
+#: Branch the Colab badges open.
+BRANCH = "main"
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+LESSONS = Path(__file__).resolve().parent / "lessons"
+
+
+def colab_url(notebook_relpath: str) -> str:
+    """URL that opens ``notebook_relpath`` (relative to the repo root) in Colab."""
+    return f"https://colab.research.google.com/github/{REPO}/blob/{BRANCH}/{notebook_relpath}"
+
+
+def colab_badge(notebook_relpath: str) -> str:
+    """Markdown for the Open-in-Colab badge of one notebook."""
+    return (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+            f"({colab_url(notebook_relpath)})")
+
+
+#: The install line of the Colab cell (a no-op everywhere else).
+COLAB_INSTALL = f'%pip install -q "aicourse @ git+https://github.com/{REPO}@{BRANCH}"'

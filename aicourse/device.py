@@ -1,0 +1,126 @@
+"""Device selection, seeding and the numerics settings every notebook shares."""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+
+import numpy as np
+import torch
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+class ParameterError(ValueError):
+    """A notebook parameter has a value the notebook cannot use."""
+
+
+def _has_mps() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """Turn ``"auto" | "cpu" | "cuda" | "cuda:N" | "mps"`` into a usable ``torch.device``.
+
+    ``auto`` picks cuda, then mps, then cpu. Asking for a device this machine does
+    not have raises :class:`ParameterError` with one sentence saying so.
+    """
+    if not isinstance(device, str):
+        raise ParameterError(f"device must be a string such as 'auto', 'cpu', 'cuda' or 'mps', not {device!r}.")
+    name = device.strip().lower()
+    base = name.split(":")[0]
+    if base not in DEVICES or (":" in name and base != "cuda"):
+        raise ParameterError(f"Unknown device {device!r}: use one of 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.")
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if _has_mps() else torch.device("cpu")
+    if base == "cuda":
+        if not torch.cuda.is_available():
+            raise ParameterError(f"device={device!r} was asked for, but torch finds no CUDA GPU on this machine "
+                                 "(use device='auto' or 'cpu').")
+        if ":" in name:
+            index = name.split(":", 1)[1]
+            if not index.isdigit() or int(index) >= torch.cuda.device_count():
+                raise ParameterError(f"device={device!r} does not exist: this machine has "
+                                     f"{torch.cuda.device_count()} CUDA device(s).")
+        return torch.device(name)
+    if base == "mps" and not _has_mps():
+        raise ParameterError(f"device={device!r} was asked for, but MPS is not available on this machine "
+                             "(use device='auto' or 'cpu').")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's (all devices') random generators."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ParameterError(f"seed must be a non-negative integer, not {seed!r}.")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # seeds CUDA and MPS generators too
+
+
+def set_numerics(tf32: bool = False, deterministic: bool = True) -> None:
+    """TF32 off (unless asked), deterministic algorithms on: results identical run to run."""
+    # cuBLAS needs this before its first call to be deterministic.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = deterministic
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+
+
+def device_name(device: torch.device | str) -> str:
+    """Human name of a device: the GPU's model for CUDA, the processor otherwise."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return "Apple GPU (MPS)"
+    return platform.processor() or platform.machine() or "CPU"
+
+
+def env_summary(device: torch.device | str = "cpu") -> str:
+    """One line: Python, NumPy, torch versions, CPU threads and the device."""
+    device = torch.device(device)
+    return (f"python {platform.python_version()} | numpy {np.__version__} | torch {torch.__version__} | "
+            f"threads {torch.get_num_threads()} | device {device} ({device_name(device)}) | "
+            f"tf32 {'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'}")
+
+
+def setup(seed: int = 0, device: str = "auto", *, verbose: bool = True) -> torch.device:
+    """The set-up cell of every notebook: validate, seed, fix numerics, report.
+
+    Returns the resolved ``torch.device``.
+    """
+    dev = resolve_device(device)
+    seed_everything(seed)
+    set_numerics()
+    if verbose:
+        print(env_summary(dev))
+    return dev
+
+
+def check_param(name: str, value, kind: type | tuple[type, ...], *, choices=None, low=None, high=None):
+    """Validate one notebook parameter; a bad value raises one readable sentence.
+
+    >>> check_param("epochs", 3, int, low=1)
+    3
+    """
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    ok_type = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+    if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+        ok_type = True
+    if not ok_type:
+        want = " or ".join(k.__name__ for k in kinds)
+        raise ParameterError(f"Parameter {name!r} must be {want}, got {value!r} ({type(value).__name__}).")
+    if choices is not None and value not in choices:
+        raise ParameterError(f"Parameter {name!r} must be one of {list(choices)}, got {value!r}.")
+    if low is not None and value < low:
+        raise ParameterError(f"Parameter {name!r} must be >= {low}, got {value!r}.")
+    if high is not None and value > high:
+        raise ParameterError(f"Parameter {name!r} must be <= {high}, got {value!r}.")
+    return value

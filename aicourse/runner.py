@@ -1,0 +1,95 @@
+"""Run notebooks headless with papermill: `aicourse run [NOTEBOOK ...] [-p NAME VALUE ...]`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import papermill
+
+from .device import ParameterError, device_name, resolve_device
+from .notebooks import all_notebooks, find_notebook
+
+TRUE, FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
+
+
+@dataclass
+class RunResult:
+    notebook: str
+    status: str
+    seconds: float
+    device: str
+    output: Path
+
+
+def _coerce(raw: str, type_name: str, name: str, notebook: str):
+    """A command-line string as the type the notebook's parameter is annotated with."""
+    try:
+        if type_name == "bool":
+            low = raw.lower()
+            if low not in TRUE | FALSE:
+                raise ValueError
+            return low in TRUE
+        if type_name == "int":
+            return int(raw)
+        if type_name == "float":
+            return float(raw)
+    except ValueError:
+        raise ParameterError(f"Parameter {name!r} of {notebook} is {type_name}; {raw!r} is not one.") from None
+    return raw
+
+
+def plan(names: list[str] | None, params: dict[str, str]) -> list[tuple[Path, dict]]:
+    """Resolve notebooks and type every parameter before anything runs (errors are one sentence)."""
+    paths = [find_notebook(n) for n in names] if names else all_notebooks()
+    if not paths:
+        raise FileNotFoundError("No notebooks to run.")
+    jobs = []
+    for path in paths:
+        declared = papermill.inspect_notebook(path)
+        typed = {}
+        for name, raw in params.items():
+            if name not in declared:
+                raise ParameterError(f"{path.name} has no parameter {name!r} (it has: {', '.join(declared)}).")
+            typed[name] = _coerce(raw, declared[name]["inferred_type_name"], name, path.name)
+        jobs.append((path, typed))
+    return jobs
+
+
+def run(names: list[str] | None = None, params: dict[str, str] | None = None, out: Path | str = "executed",
+        progress: bool = True) -> list[RunResult]:
+    """Execute notebooks in order; keep every executed copy (failed ones too); write summary.md."""
+    params = dict(params or {})
+    if "device" in params:
+        resolve_device(params["device"])  # an unavailable device fails here, before anything runs
+    jobs = plan(names, params)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for i, (path, typed) in enumerate(jobs, 1):
+        target = out / path.name
+        dev = resolve_device(typed.get("device", "auto"))
+        start = time.perf_counter()
+        try:
+            papermill.execute_notebook(str(path), str(target), parameters=typed, kernel_name="python3",
+                                       cwd=str(path.parent), progress_bar={"desc": f"[{i}/{len(jobs)}] {path.stem}"}
+                                       if progress else False)
+            status = "ok"
+        except papermill.PapermillExecutionError as exc:
+            status = f"FAILED: {exc.ename}: {exc.evalue}".splitlines()[0][:120]
+        results.append(RunResult(path.stem, status, time.perf_counter() - start,
+                                 f"{dev} ({device_name(dev)})", target))
+    table = summary_table(results)
+    (out / "summary.md").write_text(table + "\n")
+    print(table)
+    return results
+
+
+def summary_table(results: list[RunResult]) -> str:
+    rows = ["| notebook | status | seconds | device |", "|---|---|---:|---|"]
+    rows += [f"| {r.notebook} | {r.status} | {r.seconds:.1f} | {r.device} |" for r in results]
+    total = sum(r.seconds for r in results)
+    failed = sum(r.status != "ok" for r in results)
+    rows.append(f"\n{len(results) - failed} of {len(results)} notebooks ran, {total:.1f} s in all.")
+    return "\n".join(rows)
