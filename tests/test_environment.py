@@ -36,5 +36,8 @@ def test_dependencies_have_lower_bounds_not_pins():
 
 def test_ci_runs_the_readme_test_command():
     readme = (config.ROOT / "README.md").read_text()
-    command = re.search(r"<!-- test-command -->\s*```bash\n(.+?)\n```", readme, re.S).group(1).splitlines()[-1]
-    assert command in (config.ROOT / ".ci" / "run").read_text()
+    line = re.search(r"<!-- test-command -->\s*```bash\n(.+?)\n```", readme, re.S).group(1).splitlines()[-1]
+    install, command = (part.strip() for part in line.rsplit("&&", 1))
+    ci = (config.ROOT / ".ci" / "run").read_text()
+    assert f"\n{command}\n" in ci, f"CI does not run README's test command {command!r}"
+    assert '-e ".[test]"' in install and '-e ".[test]"' in ci
