@@ -114,12 +114,6 @@ def _mha_additive_mask(mask, N, H, L, S):
     return add
 
 
-def _linear(x, W, b):
-    """linear_forward that allows b=None (bias=False)."""
-    y, cache = linear_forward(x, W, np.zeros(W.shape[0]) if b is None else b)
-    return y, cache
-
-
 def multi_head_attention_forward(query, key, value, params, num_heads, key_padding_mask=None,
                                  attn_mask=None, batch_first=False, average_attn_weights=True):
     """nn.MultiheadAttention's forward (dropout 0, same embedding size for query, key and value).
@@ -139,9 +133,9 @@ def multi_head_attention_forward(query, key, value, params, num_heads, key_paddi
     W_in, b_in = params["in_proj_weight"], params.get("in_proj_bias")
     Ws = np.split(W_in, 3)
     bs = [None] * 3 if b_in is None else np.split(b_in, 3)
-    q, cq = _linear(query, Ws[0], bs[0])
-    k, ck = _linear(key, Ws[1], bs[1])
-    v, cv = _linear(value, Ws[2], bs[2])
+    q, cq = linear_forward(query, Ws[0], bs[0])
+    k, ck = linear_forward(key, Ws[1], bs[1])
+    v, cv = linear_forward(value, Ws[2], bs[2])
     split = lambda x: x.reshape(N, x.shape[1], H, d).transpose(0, 2, 1, 3)   # (N, H, len, d)
     mask = np.zeros((1, 1, 1, 1))
     if key_padding_mask is not None:
@@ -150,7 +144,7 @@ def multi_head_attention_forward(query, key, value, params, num_heads, key_paddi
         mask = mask + _mha_additive_mask(attn_mask, N, H, L, S)
     heads, attn, c_sdpa = scaled_dot_product_attention(split(q), split(k), split(v), mask=mask)
     merged = heads.transpose(0, 2, 1, 3).reshape(N, L, E)
-    out, co = _linear(merged, params["out_proj.weight"], params.get("out_proj.bias"))
+    out, co = linear_forward(merged, params["out_proj.weight"], params.get("out_proj.bias"))
     if not batch_first:
         out = np.swapaxes(out, 0, 1)
     weights = attn.mean(axis=1) if average_attn_weights else attn
