@@ -123,6 +123,7 @@ def multi_head_attention_forward(query, key, value, params, num_heads, key_paddi
     "in_proj_bias" (3E,) or None, "out_proj.weight" (E, E), "out_proj.bias" (E,) or None.
     key_padding_mask: (N, S); attn_mask: (L, S) or (N*num_heads, L, S). Bool: True = IGNORE
     (nn.MultiheadAttention's polarity, the opposite of SDPA's); float: added to the scores.
+    A query with no allowed key gets zero weights (torch's MHA returns NaN there).
     Returns (out shaped like query, weights (N, L, S) averaged over heads or (N, H, L, S), cache).
     """
     if not batch_first:
