@@ -30,3 +30,146 @@ def linear_backward(dy, cache):
     dW = dy2.T @ x2
     db = dy2.sum(axis=0) if has_bias else None
     return dx, dW, db
+
+
+import numpy as np
+
+
+def _unbroadcast(g, shape):
+    """Sum g over the axes that NumPy broadcasting added or stretched, so that it has ``shape``."""
+    g = np.asarray(g, dtype=np.float64)
+    while g.ndim > len(shape):
+        g = g.sum(axis=0)
+    for axis, n in enumerate(shape):
+        if n == 1 and g.shape[axis] != 1:
+            g = g.sum(axis=axis, keepdims=True)
+    return g
+
+
+class Value:
+    """A node of a computational graph for reverse-mode autodiff: a tiny ``torch.Tensor``.
+
+    ``data`` is a float64 array of any shape (a scalar is 0-d); ``grad`` (same shape) is filled
+    by :meth:`backward` with d(output)/d(this node). Every operation makes a new node that
+    remembers its parents and a closure that adds its gradient into theirs (the local
+    derivative times the upstream gradient). NumPy broadcasting works; ``@`` takes 2-D (or
+    batched) operands; exponents of ``**`` are constants.
+    """
+
+    __array_ufunc__ = None  # ndarray (op) Value defers to Value's reflected operators
+
+    def __init__(self, data, parents=(), op=""):
+        self.data = np.asarray(data, dtype=np.float64)
+        self.grad = np.zeros_like(self.data)
+        self.parents, self.op = tuple(parents), op
+        self._backward = lambda: None
+
+    def __repr__(self):
+        return f"Value(shape={self.data.shape}, op={self.op!r})"
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @staticmethod
+    def lift(v):
+        """Wrap a constant (number or array) as a leaf node."""
+        return v if isinstance(v, Value) else Value(v)
+
+    def _node(self, data, parents, op, local_grads):
+        """A new node; ``local_grads(g)`` gives each parent's share of g = dL/d(new node)."""
+        out = Value(data, parents, op)
+
+        def _backward():
+            for parent, g in zip(parents, local_grads(out.grad)):
+                parent.grad = parent.grad + _unbroadcast(g, parent.shape)  # accumulate: a node may feed many
+
+        out._backward = _backward
+        return out
+
+    # ---- arithmetic ---------------------------------------------------------------------------
+    def __add__(self, other):
+        o = Value.lift(other)
+        return self._node(self.data + o.data, (self, o), "+", lambda g: (g, g))
+
+    def __mul__(self, other):
+        o = Value.lift(other)
+        return self._node(self.data * o.data, (self, o), "*", lambda g: (g * o.data, g * self.data))
+
+    def __pow__(self, k):
+        if not isinstance(k, (int, float)):
+            raise TypeError("Value ** k needs a constant exponent k")
+        return self._node(self.data ** k, (self,), f"**{k}", lambda g: (g * k * self.data ** (k - 1),))
+
+    def __matmul__(self, other):
+        o = Value.lift(other)
+        return self._node(self.data @ o.data, (self, o), "@",
+                          lambda g: (g @ np.swapaxes(o.data, -1, -2), np.swapaxes(self.data, -1, -2) @ g))
+
+    __radd__, __rmul__ = __add__, __mul__
+
+    __neg__ = lambda self: self * -1.0                                    # noqa: E731
+    __sub__ = lambda self, other: self + (-Value.lift(other))             # noqa: E731
+    __rsub__ = lambda self, other: Value.lift(other) + (-self)            # noqa: E731
+    __truediv__ = lambda self, other: self * Value.lift(other) ** -1.0    # noqa: E731
+    __rtruediv__ = lambda self, other: Value.lift(other) * self ** -1.0   # noqa: E731
+
+    @property
+    def T(self):
+        return self._node(np.swapaxes(self.data, -1, -2), (self,), "T", lambda g: (np.swapaxes(g, -1, -2),))
+
+    # ---- reductions and elementwise functions -------------------------------------------------
+    def sum(self, axis=None, keepdims=False):
+        def back(g):
+            if axis is not None and not keepdims:
+                g = np.expand_dims(g, axis)
+            return (np.broadcast_to(g, self.shape),)
+        return self._node(self.data.sum(axis=axis, keepdims=keepdims), (self,), "sum", back)
+
+    def mean(self, axis=None, keepdims=False):
+        count = self.data.size // max(1, np.size(self.data.sum(axis=axis)))
+        return self.sum(axis, keepdims) * (1.0 / count)
+
+    def exp(self):
+        e = np.exp(self.data)
+        return self._node(e, (self,), "exp", lambda g: (g * e,))
+
+    def log(self):
+        return self._node(np.log(self.data), (self,), "log", lambda g: (g / self.data,))
+
+    def tanh(self):
+        t = np.tanh(self.data)
+        return self._node(t, (self,), "tanh", lambda g: (g * (1.0 - t ** 2),))
+
+    def sigmoid(self):
+        s = 0.5 * (1.0 + np.tanh(0.5 * self.data))  # = 1 / (1 + e^-x), without overflow
+        return self._node(s, (self,), "sigmoid", lambda g: (g * s * (1.0 - s),))
+
+    def relu(self):
+        return self._node(np.maximum(self.data, 0.0), (self,), "relu", lambda g: (g * (self.data > 0),))
+
+    def log_softmax(self, axis=-1):
+        """z - logsumexp(z); the max is subtracted as a constant (it cancels in the gradient)."""
+        shifted = self - self.data.max(axis=axis, keepdims=True)
+        return shifted - shifted.exp().sum(axis=axis, keepdims=True).log()
+
+    # ---- reverse mode -------------------------------------------------------------------------
+    def topological_order(self):
+        """Every node this one depends on, parents before children (iterative depth-first search)."""
+        order, seen, stack = [], set(), [(self, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                order.append(node)
+            elif id(node) not in seen:
+                seen.add(id(node))
+                stack.append((node, True))
+                stack.extend((p, False) for p in node.parents)
+        return order
+
+    def backward(self, grad=None):
+        """Fill ``.grad`` of every node below this one; grad defaults to ones (dL/dL = 1)."""
+        seed = np.ones_like(self.data) if grad is None else np.asarray(grad, dtype=np.float64)
+        self.grad = self.grad + seed
+        for node in reversed(self.topological_order()):
+            node._backward()
