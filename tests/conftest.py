@@ -1,6 +1,0 @@
-import os
-
-import matplotlib
-
-matplotlib.use("Agg")
-os.environ.setdefault("MPLBACKEND", "Agg")
