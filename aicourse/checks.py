@@ -52,6 +52,8 @@ class CheckResult:
 
 #: Every check run in this process, in order (a notebook's summary cell counts them).
 RESULTS: list[CheckResult] = []
+#: The mistakes that :func:`expect_failure` saw caught.
+CAUGHT: list[str] = []
 
 
 def to_numpy(x) -> np.ndarray:
@@ -171,6 +173,7 @@ def expect_failure(mistake: str, exceptions: tuple = (AssertionError,)) -> Itera
         yield
     except exceptions as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        CAUGHT.append(mistake)
         print(f"caught as expected ({mistake}): {type(exc).__name__}: {first}")
     else:
         raise AssertionError(f"the mistake {mistake!r} was not caught: the check passed, so it cannot tell "
@@ -191,4 +194,7 @@ def tensor(x, device="cpu", dtype=torch.float64, grad: bool = False) -> torch.Te
 def summary() -> str:
     """One line counting the checks run so far (a notebook's last cell prints it)."""
     passed = sum(r.passed for r in RESULTS)
-    return f"{passed} of {len(RESULTS)} checks passed"
+    failed = len(RESULTS) - passed
+    text = f"{passed} checks passed; {len(CAUGHT)} common mistakes caught by a failing check"
+    # failures outside expect_failure raise, so a notebook that gets here has none unaccounted for
+    return text + (f"; {failed} failing checks in all" if failed else "")
