@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+import torch
+
+import aicourse
+from aicourse.device import ParameterError, check_param, resolve_device, seed_everything, setup
+
+
+def test_auto_and_cpu():
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else ("mps" if aicourse.device._has_mps() else "cpu")
+    assert resolve_device("auto").type == expected
+
+
+@pytest.mark.parametrize("bad", ["tpu", "gpu", "cpu:1", "", 3])
+def test_unknown_device_is_one_sentence(bad):
+    with pytest.raises(ParameterError) as err:
+        resolve_device(bad)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_gpu_is_refused():
+    with pytest.raises(ParameterError, match="no CUDA GPU"):
+        resolve_device("cuda")
+
+
+def test_seeding_repeats():
+    seed_everything(3)
+    a = (np.random.rand(), torch.rand(1).item())
+    seed_everything(3)
+    assert a == (np.random.rand(), torch.rand(1).item())
+    with pytest.raises(ParameterError):
+        seed_everything(-1)
+
+
+def test_setup_fixes_numerics(capsys):
+    dev = setup(seed=0, device="cpu")
+    assert dev.type == "cpu"
+    assert torch.backends.cuda.matmul.allow_tf32 is False and torch.backends.cudnn.allow_tf32 is False
+    assert torch.are_deterministic_algorithms_enabled()
+    line = capsys.readouterr().out
+    assert line.count("\n") == 1 and "torch" in line and "tf32 off" in line
+
+
+def test_check_param():
+    assert check_param("epochs", 3, int, low=1) == 3
+    assert check_param("lr", 1, float) == 1  # an int is an acceptable float
+    for args, kw in [(("epochs", "3", int), {}), (("epochs", 0, int), {"low": 1}),
+                     (("quick", 1, bool), {}), (("flag", True, int), {}),
+                     (("mode", "x", str), {"choices": ("a", "b")})]:
+        with pytest.raises(ParameterError):
+            check_param(*args, **kw)
