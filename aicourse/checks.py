@@ -41,10 +41,13 @@ class CheckResult:
     tol: float
     where: str
     note: str = ""
+    text: str = ""  # the middle of the line for checks that are not array comparisons
 
     @property
     def line(self) -> str:
         status = "PASS" if self.passed else "FAIL"
+        if self.text:
+            return f"{status} {self.name} | {self.text}" + (f" | {self.note}" if self.note else "")
         text = (f"{status} {self.name} | shape {self.shape} | max abs {self.max_abs:.1e} | "
                 f"max rel {self.max_rel:.1e} | tol {self.tol:.0e} | {self.where}")
         return text + (f" | {self.note}" if self.note else "")
@@ -127,6 +130,28 @@ def check(name: str, ours, reference, *, tol: float | None = None, note: str = "
 
 
 cmp = check  # Karpathy's name for it
+
+
+def check_bound(name: str, value: float, *, low: float | None = None, high: float | None = None,
+                note: str = "") -> CheckResult:
+    """Check that a measured number (an accuracy, a gap) lies in [low, high]; one line, raise if not.
+
+        check_bound("test accuracy", 0.9756, low=0.97)
+        PASS test accuracy | 0.9756 >= 0.97
+    """
+    if low is None and high is None:
+        raise ValueError("check_bound needs low, high or both")
+    value = float(value)
+    ok = np.isfinite(value) and (low is None or value >= low) and (high is None or value <= high)
+    parts = ([f"{value:.4g} >= {low:.4g}"] if low is not None else []) + \
+            ([f"{value:.4g} <= {high:.4g}"] if high is not None else [])
+    result = CheckResult(name, bool(ok), (), float("nan"), float("nan"), float("nan"), "", note,
+                         text=" and ".join(parts))
+    RESULTS.append(result)
+    print(result.line)
+    if not result.passed:
+        raise AssertionError(result.line)
+    return result
 
 
 def numerical_grad(f: Callable[[np.ndarray], np.ndarray | float], x: np.ndarray,

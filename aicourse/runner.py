@@ -88,8 +88,8 @@ def run(names: list[str] | None = None, params: dict[str, str] | None = None, ou
 
 def summary_table(results: list[RunResult]) -> str:
     rows = ["| notebook | status | seconds | device |", "|---|---|---:|---|"]
-    rows += [f"| {r.notebook} | {r.status} | {r.seconds:.1f} | {r.device} |" for r in results]
+    rows += [f"| {r.notebook} | {r.status.replace('|', '/')} | {r.seconds:.1f} | {r.device} |" for r in results]
     total = sum(r.seconds for r in results)
     failed = sum(r.status != "ok" for r in results)
-    rows.append(f"\n{len(results) - failed} of {len(results)} notebooks ran, {total:.1f} s in all.")
+    rows.append(f"\n{len(results) - failed} of {len(results)} notebooks passed, {total:.1f} s in all.")
     return "\n".join(rows)

@@ -100,3 +100,16 @@ def test_summary_counts():
         check("two", np.ones(2), np.zeros(2))
     assert len(checks.RESULTS) == n_before + 2 and len(checks.CAUGHT) == caught_before + 1
     assert "mistakes caught" in aicourse.summary()
+
+
+def test_check_bound_passes_fails_and_counts(capsys):
+    n = len(checks.RESULTS)
+    r = aicourse.check_bound("test accuracy", 0.9756, low=0.97, note="40 epochs")
+    assert r.passed and capsys.readouterr().out.strip() == "PASS test accuracy | 0.9756 >= 0.97 | 40 epochs"
+    with pytest.raises(AssertionError, match=r"FAIL gap \| 1.5 <= 1"):
+        aicourse.check_bound("gap", 1.5, high=1.0)
+    with pytest.raises(AssertionError):
+        aicourse.check_bound("nan accuracy", float("nan"), low=0.0)
+    with pytest.raises(ValueError):
+        aicourse.check_bound("no bound", 1.0)
+    assert len(checks.RESULTS) == n + 3
