@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from aicourse.checks import rel_error
 from aicourse.lessons.cnn_training import (IDX_TYPES, MNIST_FILES, Conv2d, Flatten, Linear, MaxPool2d, ReLU,
                                            Sequential, from_torch, load_idx, load_mnist, trace_shapes)
 
@@ -25,9 +26,10 @@ def idx_bytes(a):
 
 
 def rel(a, b):
+    """The course's relative error (aicourse.checks.rel_error), shapes required to match."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     assert a.shape == b.shape, (a.shape, b.shape)
-    return float(np.max(np.abs(a - b)) / max(1e-8, np.max(np.abs(a)) + np.max(np.abs(b))))
+    return rel_error(a, b)
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64])
