@@ -78,6 +78,8 @@ def run(names: list[str] | None = None, params: dict[str, str] | None = None, ou
             status = "ok"
         except papermill.PapermillExecutionError as exc:
             status = f"FAILED: {exc.ename}: {exc.evalue}".splitlines()[0][:120]
+        except Exception as exc:  # the kernel died or timed out: record it and go on with the next one
+            status = f"FAILED: {type(exc).__name__}: {exc}".splitlines()[0][:120]
         results.append(RunResult(path.stem, status, time.perf_counter() - start,
                                  f"{dev} ({device_name(dev)})", target))
     table = summary_table(results)

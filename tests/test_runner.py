@@ -59,3 +59,13 @@ def test_cli_errors_are_one_line_and_nothing_runs(small, tmp_path, capsys):
     assert len(err) == 3 and all(line.startswith("aicourse: error: ") for line in err)
     assert "No notebook '99_missing'" in err[1] and "Unknown device 'tpu'" in err[2]
     assert not out.exists()
+
+
+def test_a_dying_kernel_is_recorded_and_the_run_goes_on(small, tmp_path):
+    nb = nbformat.read(small, 4)
+    nb.cells.append(nbformat.v4.new_code_cell("import os\nif fail: os._exit(1)"))
+    nb.cells[-2].source = "print('steps', steps)"  # do not raise before the kernel dies
+    dying = tmp_path / "02_dying.ipynb"
+    nbformat.write(nb, dying)
+    results = run([str(dying), str(small)], {"fail": "true"}, tmp_path / "out", progress=False)
+    assert results[0].status.startswith("FAILED") and results[1].status.startswith("FAILED: AssertionError")
