@@ -43,6 +43,9 @@ class CheckResult:
     note: str = ""
     text: str = ""  # the middle of the line for checks that are not array comparisons
 
+    def _ipython_display_(self) -> None:
+        """A cell that ends in a check shows only the line the check printed, not this object."""
+
     @property
     def line(self) -> str:
         status = "PASS" if self.passed else "FAIL"

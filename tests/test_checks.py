@@ -113,3 +113,10 @@ def test_check_bound_passes_fails_and_counts(capsys):
     with pytest.raises(ValueError):
         aicourse.check_bound("no bound", 1.0)
     assert len(checks.RESULTS) == n + 3
+
+
+def test_a_cell_ending_in_a_check_shows_only_the_printed_line():
+    from IPython.core.formatters import DisplayFormatter
+
+    result = check("shown once", np.ones(2), np.ones(2))
+    assert DisplayFormatter().format(result) == ({}, {})
