@@ -19,11 +19,13 @@ def logsumexp(x, axis=-1, keepdims=False):
 def softmax(x, axis=-1):
     """exp(x) / sum(exp(x)) along `axis`, shifted by the max so that nothing overflows."""
     x = np.asarray(x, dtype=np.float64)
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    with np.errstate(invalid="ignore"):  # a row of -inf has no softmax: nan, as in torch
+        e = np.exp(x - np.max(x, axis=axis, keepdims=True))
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
 def log_softmax(x, axis=-1):
     """log(softmax(x)) = x - logsumexp(x): exact where softmax underflows to 0."""
     x = np.asarray(x, dtype=np.float64)
-    return x - logsumexp(x, axis=axis, keepdims=True)
+    with np.errstate(invalid="ignore"):  # a row of -inf: -inf - (-inf) = nan, as in torch
+        return x - logsumexp(x, axis=axis, keepdims=True)
