@@ -111,8 +111,11 @@ def setup(seed: int = 0, device: str = "auto", *, verbose: bool = True) -> torch
     return dev
 
 
-def check_param(name: str, value, kind: type | tuple[type, ...], *, choices=None, low=None, high=None):
+def check_param(name: str, value, kind: type | tuple[type, ...], *, choices=None, low=None, high=None,
+                above=None):
     """Validate one notebook parameter; a bad value raises one readable sentence.
+
+    ``low``/``high`` are inclusive bounds, ``above`` a strict one (a learning rate: ``above=0``).
 
     >>> check_param("epochs", 3, int, low=1)
     3
@@ -126,6 +129,8 @@ def check_param(name: str, value, kind: type | tuple[type, ...], *, choices=None
         raise ParameterError(f"Parameter {name!r} must be {want}, got {value!r} ({type(value).__name__}).")
     if choices is not None and value not in choices:
         raise ParameterError(f"Parameter {name!r} must be one of {list(choices)}, got {value!r}.")
+    if above is not None and not value > above:
+        raise ParameterError(f"Parameter {name!r} must be > {above}, got {value!r}.")
     if low is not None and value < low:
         raise ParameterError(f"Parameter {name!r} must be >= {low}, got {value!r}.")
     if high is not None and value > high:

@@ -46,8 +46,10 @@ def test_setup_fixes_numerics(capsys):
 def test_check_param():
     assert check_param("epochs", 3, int, low=1) == 3
     assert check_param("lr", 1, float) == 1  # an int is an acceptable float
+    assert check_param("lr", 1e-3, float, above=0) == 1e-3
     for args, kw in [(("epochs", "3", int), {}), (("epochs", 0, int), {"low": 1}),
                      (("quick", 1, bool), {}), (("flag", True, int), {}),
-                     (("mode", "x", str), {"choices": ("a", "b")})]:
+                     (("mode", "x", str), {"choices": ("a", "b")}), (("lr", 0.0, float), {"above": 0}),
+                     (("lr", float("nan"), float), {"above": 0})]:
         with pytest.raises(ParameterError):
             check_param(*args, **kw)
