@@ -52,7 +52,7 @@ class CheckResult:
         if self.text:
             return f"{status} {self.name} | {self.text}" + (f" | {self.note}" if self.note else "")
         text = (f"{status} {self.name} | shape {self.shape} | max abs {self.max_abs:.1e} | "
-                f"max rel {self.max_rel:.1e} | tol {self.tol:.0e} | {self.where}")
+                f"max rel {self.max_rel:.1e} | tol {f'{self.tol:.1e}'.replace('.0e', 'e')} | {self.where}")
         return text + (f" | {self.note}" if self.note else "")
 
 
