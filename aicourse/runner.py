@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import nbformat
 import papermill
 
 from .device import ParameterError, device_name, resolve_device
@@ -21,6 +23,34 @@ class RunResult:
     seconds: float
     device: str
     output: Path
+    checks: dict = field(default_factory=dict)
+
+
+# "... | max rel 1.2e-16 | tol 1e-10 | cuda:0/float32 [| finite diff h=...]"; checks between two NumPy
+# results (place "numpy") count only when they are finite-difference checks.
+_MAX_REL = re.compile(r"max rel ([0-9.e+-]+) \| tol [^|]+ \| (numpy|[^|/]+)/(float64|float32)( \| finite diff)?")
+
+
+def check_stats(executed: Path) -> dict:
+    """What the check lines printed in an executed notebook add up to.
+
+    Counts PASS lines and mistakes caught, and the largest relative error per
+    setting: float64 and float32 comparisons with torch (on any device), and
+    finite differences.
+    """
+    stats = {"passed": 0, "caught": 0, "float64": 0.0, "float32": 0.0, "finite diff": 0.0}
+    nb = nbformat.read(executed, as_version=4)
+    for cell in nb.cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            for line in out.get("text", "").splitlines() if out.get("output_type") == "stream" else []:
+                stats["caught"] += line.startswith("caught as expected")
+                if line.startswith("PASS "):
+                    stats["passed"] += 1
+                    m = _MAX_REL.search(line)
+                    key = m and ("finite diff" if m.group(4) else None if m.group(2) == "numpy" else m.group(3))
+                    if key:
+                        stats[key] = max(stats[key], float(m.group(1)))
+    return stats
 
 
 def _coerce(raw: str, type_name: str, name: str, notebook: str):
@@ -80,8 +110,9 @@ def run(names: list[str] | None = None, params: dict[str, str] | None = None, ou
             status = f"FAILED: {exc.ename}: {exc.evalue}".splitlines()[0][:120]
         except Exception as exc:  # the kernel died or timed out: record it and go on with the next one
             status = f"FAILED: {type(exc).__name__}: {exc}".splitlines()[0][:120]
-        results.append(RunResult(path.stem, status, time.perf_counter() - start,
-                                 f"{dev} ({device_name(dev)})", target))
+        seconds = time.perf_counter() - start
+        stats = check_stats(target) if target.exists() else {}
+        results.append(RunResult(path.stem, status, seconds, f"{dev} ({device_name(dev)})", target, stats))
     table = summary_table(results)
     (out / "summary.md").write_text(table + "\n")
     print(table)
@@ -89,9 +120,18 @@ def run(names: list[str] | None = None, params: dict[str, str] | None = None, ou
 
 
 def summary_table(results: list[RunResult]) -> str:
-    rows = ["| notebook | status | seconds | device |", "|---|---|---:|---|"]
-    rows += [f"| {r.notebook} | {r.status.replace('|', '/')} | {r.seconds:.1f} | {r.device} |" for r in results]
+    """Markdown: one row per notebook with its checks and the largest error in each setting."""
+    rows = ["| notebook | status | seconds | device | checks passed | mistakes caught | "
+            "max rel float64 | max rel float32 | max rel finite diff |",
+            "|---|---|---:|---|---:|---:|---:|---:|---:|"]
+    for r in results:
+        c = r.checks
+        errs = " | ".join(f"{c[k]:.1e}" if c.get(k) else "-" for k in ("float64", "float32", "finite diff"))
+        rows.append(f"| {r.notebook} | {r.status.replace('|', '/')} | {r.seconds:.1f} | {r.device} | "
+                    f"{c.get('passed', 0)} | {c.get('caught', 0)} | {errs} |")
     total = sum(r.seconds for r in results)
     failed = sum(r.status != "ok" for r in results)
-    rows.append(f"\n{len(results) - failed} of {len(results)} notebooks passed, {total:.1f} s in all.")
+    passed = sum(r.checks.get("passed", 0) for r in results)
+    rows.append(f"\n{len(results) - failed} of {len(results)} notebooks passed, {total:.1f} s in all; "
+                f"{passed} checks passed.")
     return "\n".join(rows)

@@ -14,7 +14,9 @@ def small(tmp_path):
     nb = new_notebook(1, "small", "Small")
     nb.cells[2].source += "\nfail: bool = False  # raise on purpose\nsteps: int = 2  # a size knob"
     nb.cells.append(nbformat.v4.new_code_cell(
-        "assert not fail, 'asked to fail'\nprint('steps', steps, 'seed', seed)"))
+        "assert not fail, 'asked to fail'\nprint('steps', steps, 'seed', seed)\n"
+        "check('exp', np.exp(np.ones(3)), torch.exp(torch.ones(3, dtype=torch.float64)))\n"
+        "with expect_failure('1 + x for exp'):\n    check('1 + x', 2 * np.ones(3), np.exp(np.ones(3)))"))
     path = tmp_path / "01_small.ipynb"
     nbformat.write(nb, path)
     return path
@@ -27,7 +29,10 @@ def test_run_passes_parameters_and_writes_summary(small, tmp_path):
     executed = nbformat.read(out / "01_small.ipynb", 4)
     text = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
     assert "steps 5 seed 7" in text
-    assert "| 01_small | ok |" in (out / "summary.md").read_text()
+    assert result.checks["passed"] == 1 and result.checks["caught"] == 1
+    assert result.checks["float64"] < 1e-15 and result.checks["float32"] == 0.0
+    summary = (out / "summary.md").read_text()
+    assert "| 01_small | ok |" in summary and "1 checks passed" in summary
 
 
 def test_failure_keeps_output_and_exits_nonzero(small, tmp_path, capsys):
