@@ -9,7 +9,9 @@ REPO = "aicourse-dev/aicourse"
 BRANCH = "main"
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ROOT / "notebooks"
+# The repository's notebooks for an editable install; for a plain install (site-packages has none),
+# the notebooks/ folder of the directory `aicourse` is run from.
+NOTEBOOKS = ROOT / "notebooks" if (ROOT / "notebooks").is_dir() else Path.cwd() / "notebooks"
 LESSONS = Path(__file__).resolve().parent / "lessons"
 
 
