@@ -1,0 +1,23 @@
+"""Seeds fixed, deterministic algorithms on: a notebook run twice prints the same check lines."""
+
+import nbformat
+import pytest
+
+from aicourse.notebooks import find_notebook
+from aicourse.runner import run
+
+
+def check_lines(executed):
+    nb = nbformat.read(executed, 4)
+    return [line for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "stream"
+            for line in o.text.splitlines() if line.startswith(("PASS", "FAIL", "caught"))]
+
+
+@pytest.mark.parametrize("name", ["03", "09"])
+def test_two_runs_print_identical_checks(name, tmp_path):
+    path = str(find_notebook(name))
+    first = run([path], {}, tmp_path / "a", progress=False)[0]
+    second = run([path], {}, tmp_path / "b", progress=False)[0]
+    assert first.status == second.status == "ok"
+    lines = check_lines(first.output)
+    assert len(lines) > 20 and lines == check_lines(second.output)
