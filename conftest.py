@@ -12,3 +12,36 @@ import os
 if os.environ.get("PYTEST_XDIST_WORKER"):
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(var, "1")
+
+
+# --------------------------------------------------------------------------- a cell's checks at a glance
+# Every notebook cell that nbval runs is held to the course's reading rule: at most MAX_CHECK_LINES
+# report lines (PASS/FAIL/caught) per cell, none longer than aicourse.checks.LINE_WIDTH characters.
+# Group related checks with aicourse.group(...) to stay within it.
+import pytest  # noqa: E402
+
+MAX_CHECK_LINES = 12
+
+
+def check_line_problems(text: str) -> list[str]:
+    """What breaks the reading rule in one cell's printed text ([] if nothing)."""
+    from aicourse.checks import LINE_WIDTH, is_report_line
+
+    lines = [line for line in text.splitlines() if is_report_line(line)]
+    problems = [f"{len(lines)} check lines (at most {MAX_CHECK_LINES}: group related checks)"] \
+        if len(lines) > MAX_CHECK_LINES else []
+    problems += [f"a check line of {len(line)} characters (at most {LINE_WIDTH}): {line}"
+                 for line in lines if len(line) > LINE_WIDTH]
+    return problems
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    result = yield
+    outputs = getattr(item, "test_outputs", None)  # nbval's cell items keep what the cell printed
+    if outputs:
+        text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+        problems = check_line_problems(text)
+        if problems:
+            raise AssertionError(f"{item.name}: " + "; ".join(problems))
+    return result

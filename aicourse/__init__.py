@@ -1,17 +1,18 @@
 """aicourse: the small helper package shared by the course notebooks.
 
 - device and reproducibility: :func:`setup`, :func:`resolve_device`, :func:`seed_everything`
-- checks: :func:`check` (alias :func:`cmp`), :func:`check_bound`, :func:`grad_check`, :func:`expect_failure`
+- checks: :func:`check` (alias :func:`cmp`), :func:`check_bound`, :func:`grad_check`, :func:`group`,
+  :func:`expect_failure`
 - timing: :func:`compare` over ``torch.utils.benchmark``
 - data: :func:`load_digits`
 - notebooks: the runner (``aicourse run``), conventions and export (``aicourse export``)
 - lessons: code exported from the notebooks (``aicourse.lessons.<name>``)
 """
 
-from .checks import (FD_STEP, FD_TOLERANCE, TOLERANCE, check, check_bound, cmp, expect_failure, grad_check,
+from .checks import (FD_STEP, FD_TOLERANCE, TOLERANCE, check, check_bound, cmp, expect_failure, grad_check, group,
                      numerical_grad, rel_error, settings, summary, tensor, to_numpy)
 from .data import batches, load_digits
-from .device import (ParameterError, check_param, device_name, env_summary, resolve_device,
+from .device import (ParameterError, allow_nondeterministic, check_param, device_name, env_summary, resolve_device,
                      seed_everything, set_numerics, setup)
 from .timing import compare, time_it
 

@@ -3,11 +3,12 @@
 The tolerance policy of the course lives here and nowhere else.
 
     >>> check("relu forward", ours, torch_out)   # doctest: +SKIP
-    PASS relu forward | shape (4, 5) | max abs 0.0e+00 | max rel 0.0e+00 | tol 1e-10 | cpu/float64
+    PASS relu forward | (4,5) | max abs 0.0e+00 | max rel 0.0e+00 | tol 1e-10 | cpu/f64
 """
 
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -31,6 +32,12 @@ REL_FLOOR = 1e-8
 _PRECISION_ORDER = ["float64", "float32", "bfloat16", "float16"]
 
 
+#: Longest report line: a learner reads it without the window wrapping it mid-number.
+LINE_WIDTH = 100
+#: Print every check's own line instead of one line per group (a notebook's ``verbose`` parameter).
+VERBOSE = False
+
+
 @dataclass(frozen=True)
 class CheckResult:
     name: str
@@ -47,19 +54,57 @@ class CheckResult:
         """A cell that ends in a check shows only the line the check printed, not this object."""
 
     @property
+    def setting(self) -> str:
+        """The short label of what was compared: ``cpu/f64``, ``cuda:0/f32``, ``fd``, ``numpy``, ``bound``."""
+        if self.text:
+            return "bound"
+        return _short(self.where)
+
+    @property
     def line(self) -> str:
+        """One line of at most :data:`LINE_WIDTH` characters (a long name is shortened)."""
         status = "PASS" if self.passed else "FAIL"
         if self.text:
-            return f"{status} {self.name} | {self.text}" + (f" | {self.note}" if self.note else "")
-        text = (f"{status} {self.name} | shape {self.shape} | max abs {self.max_abs:.1e} | "
-                f"max rel {self.max_rel:.1e} | tol {f'{self.tol:.1e}'.replace('.0e', 'e')} | {self.where}")
-        return text + (f" | {self.note}" if self.note else "")
+            tail = f" | {self.text}"
+        else:
+            shape = "scalar" if self.shape == () else str(self.shape).replace(" ", "")
+            tail = (f" | {shape} | max abs {self.max_abs:.1e} | max rel {self.max_rel:.1e} | "
+                    f"tol {_fmt_tol(self.tol)} | {self.setting}")
+        head = _fit(f"{status} {self.name}", LINE_WIDTH - len(tail))
+        line = head + tail
+        return line + f" | {self.note}" if self.note and len(line) + 3 + len(self.note) <= LINE_WIDTH else line
+
+    @property
+    def message(self) -> str:
+        """The line, and on a second line what did not fit in it (the note)."""
+        return self.line if not self.note or self.note in self.line else f"{self.line}\n    note: {self.note}"
+
+
+def _fmt_tol(tol: float) -> str:
+    return f"{tol:.1e}".replace(".0e", "e")
+
+
+def _short(where: str) -> str:
+    """``cuda:0/float32`` -> ``cuda:0/f32``; ``numpy/float64`` -> ``numpy``; finite differences -> ``fd``."""
+    if where.startswith("fd"):
+        return "fd"
+    place, _, dtype = where.partition("/")
+    if place == "numpy":
+        return "numpy"
+    return f"{place}/{dtype.replace('float', 'f').replace('bf', 'bf')}"
+
+
+def _fit(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, with an ellipsis when cut."""
+    return text if len(text) <= width else text[:max(width - 1, 8)] + "…"
 
 
 #: Every check run in this process, in order (a notebook's summary cell counts them).
 RESULTS: list[CheckResult] = []
 #: The mistakes that :func:`expect_failure` saw caught.
 CAUGHT: list[str] = []
+#: Open :func:`group` blocks and :func:`expect_failure` blocks, innermost last.
+_OPEN: list = []
 
 
 def to_numpy(x) -> np.ndarray:
@@ -99,16 +144,47 @@ def rel_error(a, b) -> float:
     return float(np.max(diff) / max(REL_FLOOR, scale))
 
 
+def _report(result: CheckResult) -> CheckResult:
+    """Record a result; print its line unless a group collects it; raise with the line if it failed.
+
+    Inside :func:`expect_failure` a failing check prints nothing: the caught line says it all.
+    """
+    RESULTS.append(result)
+    inside_mistake = any(isinstance(block, _Mistake) for block in _OPEN)
+    groups = [block for block in _OPEN if isinstance(block, _Group)]
+    if result.passed:
+        if groups:
+            groups[-1].results.append(result)
+        if VERBOSE or not groups:
+            print(result.line)
+        return result
+    if not inside_mistake:
+        print(result.message)
+    raise CheckFailed(result)
+
+
+class CheckFailed(AssertionError):
+    """A check that failed; ``str()`` is its report line (and note)."""
+
+    def __init__(self, result: CheckResult):
+        super().__init__(result.message)
+        self.result = result
+
+
 def check(name: str, ours, reference, *, tol: float | None = None, note: str = "") -> CheckResult:
-    """Compare ``ours`` with ``reference``; print one report line; raise if it fails.
+    """Compare ``ours`` with ``reference``; report one line; raise if it fails.
 
     Both may be NumPy arrays, numbers or torch tensors on any device. The
     tolerance comes from :data:`TOLERANCE` for the lower precision of the two,
     unless ``tol`` is given (then say why in ``note``). Shapes must match exactly,
-    and any NaN, or an infinity the other side does not have, fails.
+    and any NaN, or an infinity the other side does not have, fails. Inside a
+    :func:`group` a passing check prints nothing; the group prints one line.
     """
     where, precision = _where(ours, reference)
-    tol = TOLERANCE[precision] if tol is None else float(tol)
+    return _compare(name, ours, reference, TOLERANCE[precision] if tol is None else float(tol), where, note)
+
+
+def _compare(name, ours, reference, tol, where, note) -> CheckResult:
     a = to_numpy(ours).astype(np.float64)
     b = to_numpy(reference).astype(np.float64)
     if a.shape != b.shape:
@@ -125,11 +201,7 @@ def check(name: str, ours, reference, *, tol: float | None = None, note: str = "
             max_abs = float(np.max(np.abs(a_f - b_f))) if a.size else 0.0
             rel = rel_error(a_f, b_f)
             result = CheckResult(name, rel <= tol, a.shape, max_abs, rel, tol, where, note)
-    RESULTS.append(result)
-    print(result.line)
-    if not result.passed:
-        raise AssertionError(result.line)
-    return result
+    return _report(result)
 
 
 cmp = check  # Karpathy's name for it
@@ -150,11 +222,56 @@ def check_bound(name: str, value: float, *, low: float | None = None, high: floa
             ([f"{value:.4g} <= {high:.4g}"] if high is not None else [])
     result = CheckResult(name, bool(ok), (), float("nan"), float("nan"), float("nan"), "", note,
                          text=" and ".join(parts))
-    RESULTS.append(result)
-    print(result.line)
-    if not result.passed:
-        raise AssertionError(result.line)
-    return result
+    return _report(result)
+
+
+class _Group:
+    def __init__(self, name: str):
+        self.name = name
+        self.results: list[CheckResult] = []
+
+    @property
+    def line(self) -> str:
+        """``PASS name | 24 checks | worst rel: cpu/f64 3.5e-16, cpu/f32 1.2e-07, fd 3.1e-09``."""
+        worst: dict[str, float] = {}
+        for r in self.results:
+            if r.setting != "bound":
+                worst[r.setting] = max(worst.get(r.setting, 0.0), r.max_rel)
+        n = len(self.results)
+        tail = f" | {n} check{'s' if n != 1 else ''}"
+        if worst:
+            tail += " | worst rel: " + ", ".join(f"{k} {v:.1e}" for k, v in worst.items())
+        return _fit(f"PASS {self.name}", LINE_WIDTH - len(tail)) + tail
+
+
+@contextmanager
+def group(name: str) -> Iterator[_Group]:
+    """Run related checks and print one line for all of them when every one passed.
+
+        with group("LSTM vs nn.LSTM, forward and backward"):
+            for d, dtype in settings(dev):
+                ...
+                check("h_n", h_n, h_n_t)
+                check("dW_ih", dW_ih, W_ih_t.grad)
+        PASS LSTM vs nn.LSTM, forward and backward | 4 checks | worst rel: cpu/f64 1.1e-16, cpu/f32 5.2e-08
+
+    A failing check prints its own full line and raises at once. With
+    ``aicourse.checks.VERBOSE`` (a notebook's ``verbose`` parameter) every check
+    prints its own line as well. Groups may nest; the innermost one collects.
+    """
+    block = _Group(name)
+    _OPEN.append(block)
+    try:
+        yield block
+    finally:
+        _OPEN.remove(block)
+    if not block.results:
+        raise AssertionError(f"group {name!r} ran no check: a group that checks nothing cannot fail")
+    outer = [b for b in _OPEN if isinstance(b, _Group)]
+    if outer:  # a nested group adds its results to the enclosing one and prints nothing itself
+        outer[-1].results.extend(block.results)
+    else:
+        print(block.line)
 
 
 def numerical_grad(f: Callable[[np.ndarray], np.ndarray | float], x: np.ndarray,
@@ -187,25 +304,77 @@ def grad_check(name: str, f: Callable, x: np.ndarray, analytic, dout: np.ndarray
                *, h: float = FD_STEP, tol: float = FD_TOLERANCE) -> CheckResult:
     """Check an analytic gradient against centred finite differences (float64)."""
     numeric = numerical_grad(f, x, dout, h)
-    return check(name, analytic, numeric, tol=tol, note=f"finite diff h={h:g}")
+    return _compare(name, analytic, numeric, float(tol), f"fd h={h:g}", "")
+
+
+class _Mistake:
+    def __init__(self, mistake: str):
+        self.mistake = mistake
 
 
 @contextmanager
 def expect_failure(mistake: str, exceptions: tuple = (AssertionError,)) -> Iterator[None]:
-    """Run a check that *must* fail (a common mistake); fail loudly if it passes.
+    """Run a check that *must* fail (a common mistake); print one line saying it was caught.
 
         with expect_failure("tanh' = (1 - tanh^2)/(1 + tanh^2)"):
-            check("wrong tanh'", wrong, reference)
+            check("tanh backward", wrong, reference)
+        caught: tanh' = (1 - tanh^2)/(1 + tanh^2) | by 'tanh backward': max rel 2.1e-01 > tol 1e-10
+
+    Raises ``AssertionError`` if nothing failed: the check cannot tell the
+    mistake from the right formula.
     """
+    block = _Mistake(mistake)
+    _OPEN.append(block)
     try:
         yield
     except exceptions as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         CAUGHT.append(mistake)
-        print(f"caught as expected ({mistake}): {type(exc).__name__}: {first}")
+        if isinstance(exc, CheckFailed):
+            r = exc.result
+            how = (r.note if np.isnan(r.max_rel) and not r.text else r.text if r.text else
+                   f"max rel {r.max_rel:.1e} > tol {_fmt_tol(r.tol)}")
+            by = f" | by '{r.name}': {how}"
+        else:
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            by = f" | {type(exc).__name__}: {first}"
+        head = f"caught: {mistake}"
+        if len(head) + len(by) > LINE_WIDTH:  # shorten the mistake first, then the reason
+            head = _fit(head, max(40, LINE_WIDTH - len(by)))
+        print(_fit(head + by, LINE_WIDTH))
     else:
         raise AssertionError(f"the mistake {mistake!r} was not caught: the check passed, so it cannot tell "
                              "this wrong formula from the right one")
+    finally:
+        _OPEN.remove(block)
+
+
+def report_counts(line: str) -> tuple[int, int, dict[str, float]]:
+    """(checks passed, mistakes caught, worst relative error per setting) that one printed line reports.
+
+    The inverse of the lines this module prints, so a runner reading an executed
+    notebook counts every individual check, grouped or not.
+    """
+    if line.startswith("caught: "):
+        return 0, 1, {}
+    if not line.startswith("PASS "):
+        return 0, 0, {}
+    fields = line.split(" | ")
+    m = re.fullmatch(r"(\d+) checks?", fields[1]) if len(fields) > 1 else None
+    if m:
+        worst = {}
+        if len(fields) > 2 and fields[2].startswith("worst rel: "):
+            for item in fields[2][len("worst rel: "):].split(", "):
+                key, _, value = item.rpartition(" ")
+                worst[key] = float(value)
+        return int(m.group(1)), 0, worst
+    if len(fields) >= 6 and fields[3].startswith("max rel "):
+        return 1, 0, {fields[5]: float(fields[3][len("max rel "):])}
+    return 1, 0, {}
+
+
+def is_report_line(line: str) -> bool:
+    """Whether a printed line is a check's or a group's report (what a cell's check count counts)."""
+    return line.startswith(("PASS ", "FAIL ", "caught: "))
 
 
 def settings(device) -> list[tuple[torch.device, torch.dtype]]:

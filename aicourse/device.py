@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import platform
 import random
+from contextlib import contextmanager
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -70,7 +72,29 @@ def set_numerics(tf32: bool = False, deterministic: bool = True) -> None:
     torch.backends.cudnn.allow_tf32 = tf32
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = deterministic
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    # Strict: an operation without a deterministic implementation raises instead of warning, so
+    # "identical run to run" holds on a GPU too (see allow_nondeterministic for the known exceptions).
+    torch.use_deterministic_algorithms(deterministic)
+
+
+@contextmanager
+def allow_nondeterministic(reason: str) -> Iterator[None]:
+    """Let one block use an operation that torch has no deterministic implementation of.
+
+    Deterministic mode is strict: such an operation raises. Where a notebook must
+    still use one on the device (``F.max_pool2d``'s backward on CUDA accumulates
+    with atomics), it says why here; torch then only warns, and the rest of the
+    notebook stays strict. On the CPU this changes nothing that runs.
+    """
+    if not reason.strip():
+        raise ValueError("say why the block may be nondeterministic")
+    was_on = torch.are_deterministic_algorithms_enabled()
+    was_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(was_on, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was_on, warn_only=was_warn)
 
 
 def device_name(device: torch.device | str) -> str:
@@ -98,15 +122,21 @@ def env_summary(device: torch.device | str = "cpu") -> str:
             f"tf32 {'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'}")
 
 
-def setup(seed: int = 0, device: str = "auto", *, verbose: bool = True) -> torch.device:
+def setup(seed: int = 0, device: str = "auto", *, verbose: bool = False, quiet: bool = False) -> torch.device:
     """The set-up cell of every notebook: validate, seed, fix numerics, report.
 
-    Returns the resolved ``torch.device``.
+    ``verbose`` (a notebook parameter) prints every check's own line instead of one
+    line per group; ``quiet`` skips the environment line. Returns the resolved ``torch.device``.
     """
+    from . import checks
+
+    if not isinstance(verbose, bool):
+        raise ParameterError(f"verbose must be True or False, not {verbose!r}.")
     dev = resolve_device(device)
     seed_everything(seed)
     set_numerics()
-    if verbose:
+    checks.VERBOSE = verbose
+    if not quiet:
         print(env_summary(dev))
     return dev
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import nbformat
 import papermill
 
+from .checks import report_counts
 from .device import ParameterError, device_name, resolve_device
 from .notebooks import all_notebooks, find_notebook
 
@@ -26,30 +27,27 @@ class RunResult:
     checks: dict = field(default_factory=dict)
 
 
-# "... | max rel 1.2e-16 | tol 1e-10 | cuda:0/float32 [| finite diff h=...]"; checks between two NumPy
-# results (place "numpy") count only when they are finite-difference checks.
-_MAX_REL = re.compile(r"max rel ([0-9.e+-]+) \| tol [^|]+ \| (numpy|[^|/]+)/(float64|float32)( \| finite diff)?")
-
-
 def check_stats(executed: Path) -> dict:
-    """What the check lines printed in an executed notebook add up to.
+    """What the check and group lines printed in an executed notebook add up to.
 
-    Counts PASS lines and mistakes caught, and the largest relative error per
-    setting: float64 and float32 comparisons with torch (on any device), and
-    finite differences.
+    Counts every individual check (a group line says how many it stands for) and
+    mistakes caught, and the largest relative error per setting: float64 and
+    float32 comparisons with torch (on any device), and finite differences.
+    Comparisons of two NumPy results ("numpy") are counted but set no maximum.
     """
     stats = {"passed": 0, "caught": 0, "float64": 0.0, "float32": 0.0, "finite diff": 0.0}
     nb = nbformat.read(executed, as_version=4)
     for cell in nb.cells:
         for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
             for line in out.get("text", "").splitlines() if out.get("output_type") == "stream" else []:
-                stats["caught"] += line.startswith("caught as expected")
-                if line.startswith("PASS "):
-                    stats["passed"] += 1
-                    m = _MAX_REL.search(line)
-                    key = m and ("finite diff" if m.group(4) else None if m.group(2) == "numpy" else m.group(3))
+                passed, caught, worst = report_counts(line)
+                stats["passed"] += passed
+                stats["caught"] += caught
+                for setting, err in worst.items():
+                    key = ("finite diff" if setting == "fd" else "float64" if setting.endswith("/f64")
+                           else "float32" if setting.endswith("/f32") else None)
                     if key:
-                        stats[key] = max(stats[key], float(m.group(1)))
+                        stats[key] = max(stats[key], err)
     return stats
 
 

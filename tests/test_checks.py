@@ -14,13 +14,13 @@ def test_check_passes_and_prints_one_line(capsys):
     result = check("tanh", np.tanh(x), torch.tanh(torch.from_numpy(x)))
     out = capsys.readouterr().out.strip()
     assert result.passed and out.count("\n") == 0
-    for field in ("PASS tanh", "shape (3, 4)", "max abs", "max rel", "tol 1e-10", "cpu/float64"):
-        assert field in out
+    assert out.startswith("PASS tanh | (3,4) | max abs ") and out.endswith(" | tol 1e-10 | cpu/f64")
+    assert "max rel" in out and len(out) <= checks.LINE_WIDTH
 
 
 def test_check_fails_with_its_line():
     x = np.linspace(-2, 2, 12)
-    with pytest.raises(AssertionError, match=r"FAIL wrong tanh \| shape \(12,\)"):
+    with pytest.raises(AssertionError, match=r"FAIL wrong tanh \| \(12,\) \| max abs"):
         check("wrong tanh", np.tanh(x) * (1 + 1e-8), torch.tanh(torch.from_numpy(x)))
 
 
@@ -28,7 +28,7 @@ def test_tolerance_follows_lower_precision():
     x = np.random.default_rng(0).standard_normal(50)
     t32 = torch.from_numpy(x).float()
     r = check("float32 exp", np.exp(x), torch.exp(t32))
-    assert r.tol == checks.TOLERANCE["float32"] and r.where == "cpu/float32"
+    assert r.tol == checks.TOLERANCE["float32"] and r.where == "cpu/float32" and r.setting == "cpu/f32"
     # the same float32 result cannot pass the float64 tolerance
     with pytest.raises(AssertionError):
         check("float32 held to float64 tol", np.exp(x), torch.exp(t32), tol=checks.TOLERANCE["float64"])
@@ -73,14 +73,15 @@ def test_numerical_grad_refuses_float32():
 def test_grad_check_passes_and_fails():
     x = np.linspace(-1, 1, 5)
     grad_check("d sum(x^2)", lambda z: np.sum(z ** 2), x, 2 * x)
-    with pytest.raises(AssertionError, match="finite diff"):
+    with pytest.raises(AssertionError, match=r"tol 1e-06 \| fd$"):
         grad_check("wrong d sum(x^2)", lambda z: np.sum(z ** 2), x, x)
 
 
 def test_expect_failure_catches_and_refuses_a_passing_check(capsys):
     with expect_failure("1 + x for exp"):
         check("exp ~ 1 + x", 1 + np.ones(3), np.exp(np.ones(3)))
-    assert "caught as expected" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out == "caught: 1 + x for exp | by 'exp ~ 1 + x': max rel 1.5e-01 > tol 1e-10\n"  # one line, not two
     with pytest.raises(AssertionError, match="was not caught"):
         with expect_failure("a mistake that is not one"):
             check("exp", np.exp(np.ones(3)), np.exp(np.ones(3)))
@@ -120,3 +121,86 @@ def test_a_cell_ending_in_a_check_shows_only_the_printed_line():
 
     result = check("shown once", np.ones(2), np.ones(2))
     assert DisplayFormatter().format(result) == ({}, {})
+
+
+def test_group_prints_one_line_with_count_and_worst_error_per_setting(capsys):
+    x = np.linspace(-2, 2, 12).reshape(3, 4)
+    n = len(checks.RESULTS)
+    with aicourse.group("tanh, both settings") as g:
+        for d, dtype in aicourse.settings("cpu"):
+            check("tanh", np.tanh(x), torch.tanh(aicourse.tensor(x, d, dtype)))
+        grad_check("d sum(x^2)", lambda z: np.sum(z ** 2), x.copy(), 2 * x)
+        aicourse.check_bound("an accuracy", 0.98, low=0.97)
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and len(checks.RESULTS) == n + 4 and len(g.results) == 4
+    assert out[0].startswith("PASS tanh, both settings | 4 checks | worst rel: cpu/f64 ")
+    assert ", cpu/f32 " in out[0] and ", fd " in out[0]
+    assert checks.report_counts(out[0])[0] == 4
+    f32 = checks.report_counts(out[0])[2]["cpu/f32"]
+    assert f32 == pytest.approx(max(r.max_rel for r in g.results if r.setting == "cpu/f32"), rel=0.05)
+
+
+def test_a_failing_check_in_a_group_prints_its_full_line_and_raises(capsys):
+    x = np.ones(3)
+    with pytest.raises(AssertionError, match=r"^FAIL second \| \(3,\)"):
+        with aicourse.group("two checks"):
+            check("first", x, x)
+            check("second", x, 2 * x)
+    assert capsys.readouterr().out.startswith("FAIL second | (3,) | max abs 1.0e+00")
+
+
+def test_verbose_prints_every_line_and_the_group_line(capsys, monkeypatch):
+    monkeypatch.setattr(checks, "VERBOSE", True)
+    with aicourse.group("pair"):
+        check("a", np.ones(2), np.ones(2))
+        check("b", np.ones(2), np.ones(2))
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(" |")[0] for line in out] == ["PASS a", "PASS b", "PASS pair"]
+
+
+def test_an_empty_group_is_an_error():
+    with pytest.raises(AssertionError, match="ran no check"):
+        with aicourse.group("nothing"):
+            pass
+
+
+def test_nested_groups_report_once(capsys):
+    with aicourse.group("outer"):
+        with aicourse.group("inner"):
+            check("a", np.ones(2), np.ones(2))
+        check("b", np.ones(2), np.ones(2))
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and out[0].startswith("PASS outer | 2 checks")
+
+
+def test_lines_fit_the_width_and_counts_read_back(capsys):
+    long = "a very long name that says far too much about what is compared " * 3
+    r = check(long, np.ones((32, 3, 28, 28)), np.ones((32, 3, 28, 28)), note="a note " * 20)
+    assert len(r.line) <= checks.LINE_WIDTH and r.line.endswith("| numpy")
+    with expect_failure("a mistake described at far greater length than any line should ever hold " * 2):
+        check(long, np.ones(3), np.zeros(3))
+    out = capsys.readouterr().out.splitlines()
+    assert all(len(line) <= checks.LINE_WIDTH for line in out)
+    assert checks.report_counts(out[0]) == (1, 0, {"numpy": 0.0})
+    assert checks.report_counts(out[1]) == (0, 1, {})
+    assert checks.report_counts("PASS x | 0.98 >= 0.97") == (1, 0, {})
+    assert checks.report_counts("some other print | 3 checks") == (0, 0, {})
+
+
+def test_a_non_check_exception_is_caught_in_one_line(capsys):
+    with expect_failure("LSTM fed (batch, features)", (RuntimeError,)):
+        raise RuntimeError("input.size(-1) must be equal to input_size\nsecond line")
+    assert capsys.readouterr().out == ("caught: LSTM fed (batch, features) | RuntimeError: "
+                                       "input.size(-1) must be equal to input_size\n")
+
+
+def test_allow_nondeterministic_restores_strict_mode():
+    aicourse.set_numerics()
+    assert torch.are_deterministic_algorithms_enabled()
+    assert not torch.is_deterministic_algorithms_warn_only_enabled()
+    with aicourse.allow_nondeterministic("max_pool2d backward on CUDA"):
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+    assert not torch.is_deterministic_algorithms_warn_only_enabled()
+    with pytest.raises(ValueError):
+        with aicourse.allow_nondeterministic(" "):
+            pass
