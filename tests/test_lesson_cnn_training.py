@@ -132,6 +132,71 @@ def test_layers_init_like_torch_bounds():
     assert conv.W.shape == (5, 3, 3, 3) and lin.W.shape == (4, 20)
 
 
+def assert_torch_init(a, fan_in, what):
+    """``a`` looks like many draws of torch's default init for nn.Conv2d / nn.Linear weights AND biases:
+    kaiming_uniform_(a=sqrt(5)) gives U(-1/sqrt(fan_in), 1/sqrt(fan_in)), the bias the same bound, with
+    fan_in = in_channels / groups * kh * kw for a convolution.
+
+    With thousands of draws: every |a| <= bound (float32 rounding allowed), the largest within 2% of it
+    (P(miss) = 0.98**n), the standard deviation within 5% of bound/sqrt(3) (sampling error ~ sqrt(0.2/n))."""
+    a = np.asarray(a, dtype=np.float64).ravel()
+    bound = 1.0 / np.sqrt(fan_in)
+    assert a.size >= 1000, f"{what}: too few draws ({a.size}) to test a distribution"
+    assert np.abs(a).max() <= bound * (1 + 1e-6), f"{what}: max |a| {np.abs(a).max():.4g} > bound {bound:.4g}"
+    assert np.abs(a).max() >= 0.98 * bound, f"{what}: max |a| {np.abs(a).max():.4g} far below bound {bound:.4g}"
+    std_want = bound / np.sqrt(3)
+    assert abs(a.std() / std_want - 1) < 0.05, f"{what}: std {a.std():.4g}, torch's {std_want:.4g}"
+    assert abs(a.mean()) < 5 * std_want / np.sqrt(a.size), f"{what}: mean {a.mean():.3g} is not 0"
+
+
+# (in_channels, out_channels, kernel_size, groups): plain, grouped with a non-square kernel, depthwise
+CONV_CASES = [(3, 2000, 3, 1), (8, 2048, (3, 2), 4), (6, 1536, 5, 6), (12, 1200, 1, 2)]
+
+
+@pytest.mark.parametrize("C,F,k,groups", CONV_CASES)
+def test_conv_init_spread_matches_torch_groups_included(C, F, k, groups):
+    kh, kw = (k, k) if isinstance(k, int) else k
+    fan_in = C // groups * kh * kw
+    conv = Conv2d(C, F, k, groups=groups, rng=np.random.default_rng(5))
+    assert conv.W.shape == (F, C // groups, kh, kw) and conv.b.shape == (F,)
+    assert_torch_init(conv.W, fan_in, "Conv2d W")
+    assert_torch_init(conv.b, fan_in, "Conv2d b")
+    torch.manual_seed(0)
+    ref = nn.Conv2d(C, F, k, groups=groups)                     # torch's own init, the promise
+    assert_torch_init(ref.weight.detach().numpy(), fan_in, "nn.Conv2d weight")
+    assert_torch_init(ref.bias.detach().numpy(), fan_in, "nn.Conv2d bias")
+    np.testing.assert_allclose(conv.W.std(), ref.weight.detach().numpy().std(), rtol=0.05)
+    np.testing.assert_allclose(conv.b.std(), ref.bias.detach().numpy().std(), rtol=0.05)
+
+
+@pytest.mark.parametrize("n_in,n_out", [(30, 3000), (500, 2000)])
+def test_linear_init_spread_matches_torch(n_in, n_out):
+    lin = Linear(n_in, n_out, rng=np.random.default_rng(6))
+    assert_torch_init(lin.W, n_in, "Linear W")
+    assert_torch_init(lin.b, n_in, "Linear b")
+    torch.manual_seed(0)
+    ref = nn.Linear(n_in, n_out)
+    np.testing.assert_allclose(lin.W.std(), ref.weight.detach().numpy().std(), rtol=0.05)
+    np.testing.assert_allclose(lin.b.std(), ref.bias.detach().numpy().std(), rtol=0.05)
+
+
+@pytest.mark.parametrize("mistake", ["zero biases", "halved bound", "fan_in ignoring groups",
+                                     "fan_in without the kernel area"])
+def test_init_spread_check_rejects_wrong_initialisers(mistake):
+    # the check above must fail for the initialisers people write by mistake (grouped conv, 8 -> 2048, 3x3, g=4)
+    C, F, kh, kw, groups = 8, 2048, 3, 3, 4
+    fan_in = C // groups * kh * kw
+    wrong_fan = {"fan_in ignoring groups": C * kh * kw, "fan_in without the kernel area": C // groups}
+    bound = 1 / np.sqrt(wrong_fan.get(mistake, fan_in)) * (0.5 if mistake == "halved bound" else 1.0)
+    rng = np.random.default_rng(7)
+    W, b = rng.uniform(-bound, bound, (F, C // groups, kh, kw)), rng.uniform(-bound, bound, F)
+    if mistake == "zero biases":
+        b = np.zeros(F)
+    with pytest.raises(AssertionError):
+        assert_torch_init(W, fan_in, "W")
+        assert_torch_init(b, fan_in, "b")
+
+
 def test_trace_shapes_numpy_and_torch_agree():
     tm = cnn(4, 8)
     rows_np = trace_shapes(from_torch(tm), (2, 1, 8, 8), verbose=False)

@@ -40,19 +40,64 @@ def test_forward_backward_match_torch(sizes, batch):
         np.testing.assert_allclose(g, p_t.grad.numpy(), rtol=1e-10, atol=1e-14)
 
 
+def assert_torch_init(a, fan_in, what):
+    """``a`` looks like many draws of torch's default init for nn.Linear / nn.Conv2d weights AND biases:
+    kaiming_uniform_(a=sqrt(5)) gives U(-1/sqrt(fan_in), 1/sqrt(fan_in)), the bias the same bound.
+
+    With thousands of draws: every |a| <= bound (float32 rounding allowed), the largest within 2% of it (P(miss) = 0.98**n),
+    the standard deviation within 5% of bound/sqrt(3) (its own sampling error is about sqrt(0.2/n))."""
+    a = np.asarray(a, dtype=np.float64).ravel()
+    bound = 1.0 / np.sqrt(fan_in)
+    assert a.size >= 1000, f"{what}: too few draws ({a.size}) to test a distribution"
+    assert np.abs(a).max() <= bound * (1 + 1e-6), f"{what}: max |a| {np.abs(a).max():.4g} > bound {bound:.4g}"
+    assert np.abs(a).max() >= 0.98 * bound, f"{what}: max |a| {np.abs(a).max():.4g} far below bound {bound:.4g}"
+    std_want = bound / np.sqrt(3)
+    assert abs(a.std() / std_want - 1) < 0.05, f"{what}: std {a.std():.4g}, torch's {std_want:.4g}"
+    assert abs(a.mean()) < 5 * std_want / np.sqrt(a.size), f"{what}: mean {a.mean():.3g} is not 0"
+
+
 def test_init_like_torch_linear():
     sizes = [400, 50, 3]
     params = init_mlp(sizes, np.random.default_rng(1))
     assert [p.shape for p in params] == [(50, 400), (50,), (3, 50), (3,)]
     for p, fan_in in zip(params, [400, 400, 50, 50]):
-        bound = 1 / np.sqrt(fan_in)
-        assert np.abs(p).max() <= bound
-        if p.size > 100:   # many draws reach close to the bound
-            assert np.abs(p).max() > 0.9 * bound
-    big = init_mlp([100, 2000], np.random.default_rng(2))[0]
-    ref = torch.nn.Linear(100, 2000).weight.detach().numpy()
-    # same distribution as torch's default: uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)), variance bound^2 / 3
-    np.testing.assert_allclose(big.var(), ref.var(), rtol=0.05)
+        assert np.abs(p).max() <= 1 / np.sqrt(fan_in)
+
+
+@pytest.mark.parametrize("sizes", [[30, 3000, 2000], [200, 4000, 1500]])
+def test_init_spread_of_weights_and_biases_matches_torch(sizes):
+    params = init_mlp(sizes, np.random.default_rng(2))
+    for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        W, b = params[2 * layer], params[2 * layer + 1]
+        assert_torch_init(W, fan_in, f"W{layer + 1}")
+        assert_torch_init(b, fan_in, f"b{layer + 1}")
+        # and the same spread as torch's own nn.Linear of that size
+        torch.manual_seed(layer)
+        ref = torch.nn.Linear(fan_in, fan_out)
+        assert_torch_init(ref.weight.detach().numpy(), fan_in, f"torch W{layer + 1}")
+        assert_torch_init(ref.bias.detach().numpy(), fan_in, f"torch b{layer + 1}")
+        np.testing.assert_allclose(W.std(), ref.weight.detach().numpy().std(), rtol=0.05)
+        np.testing.assert_allclose(b.std(), ref.bias.detach().numpy().std(), rtol=0.05)
+
+
+@pytest.mark.parametrize("mistake", ["zero biases", "halved bound", "fan_out instead of fan_in", "normal weights"])
+def test_init_spread_check_rejects_wrong_initialisers(mistake):
+    # the check above must fail for the initialisers people write by mistake
+    rng = np.random.default_rng(3)
+    fan_in, fan_out = 300, 2000
+    bound = 1 / np.sqrt(fan_in)
+    W, b = rng.uniform(-bound, bound, (fan_out, fan_in)), rng.uniform(-bound, bound, fan_out)
+    if mistake == "zero biases":
+        b = np.zeros(fan_out)
+    elif mistake == "halved bound":
+        W, b = W / 2, b / 2
+    elif mistake == "fan_out instead of fan_in":
+        W, b = W * np.sqrt(fan_in / fan_out), b * np.sqrt(fan_in / fan_out)
+    else:
+        W = rng.standard_normal((fan_out, fan_in)) / np.sqrt(fan_in)
+    with pytest.raises(AssertionError):
+        assert_torch_init(W, fan_in, "W")
+        assert_torch_init(b, fan_in, "b")
 
 
 def test_relu_mask_uses_preactivation():
