@@ -18,7 +18,7 @@ def _activation(a, nonlinearity):
 def rnn_step_forward(x_t, h_prev, W_ih, W_hh, b_ih, b_hh, nonlinearity="tanh"):
     """One step of torch's Elman cell (nn.RNNCell): h = phi(x W_ih^T + b_ih + h_prev W_hh^T + b_hh).
 
-    x_t (N, I), h_prev (N, H), W_ih (H, I), W_hh (H, H), b_ih (H,), b_hh (H,).
+    x_t (N, D), h_prev (N, H), W_ih (H, D), W_hh (H, H), b_ih (H,), b_hh (H,).
     Returns h (N, H) and the cache rnn_step_backward needs.
     """
     a = x_t @ W_ih.T + b_ih + h_prev @ W_hh.T + b_hh
@@ -29,7 +29,7 @@ def rnn_step_forward(x_t, h_prev, W_ih, W_hh, b_ih, b_hh, nonlinearity="tanh"):
 def rnn_step_backward(dh, cache):
     """Backward of rnn_step_forward. dh (N, H) is dL/dh_t along every path.
 
-    Returns (dx_t (N, I), dh_prev (N, H), dW_ih (H, I), dW_hh (H, H), db_ih (H,), db_hh (H,)).
+    Returns (dx_t (N, D), dh_prev (N, H), dW_ih (H, D), dW_hh (H, H), db_ih (H,), db_hh (H,)).
     """
     x_t, h_prev, W_ih, W_hh, a, h, nonlinearity = cache
     da = dh * (1.0 - h ** 2) if nonlinearity == "tanh" else dh * (a > 0)
@@ -42,7 +42,7 @@ def rnn_step_backward(dh, cache):
 
 
 def rnn_layer_forward(x, h0, W_ih, W_hh, b_ih, b_hh, nonlinearity="tanh"):
-    """One RNN layer over a time-major sequence. x (T, N, I), h0 (N, H) -> hs (T, N, H) (every h_t), cache."""
+    """One RNN layer over a time-major sequence. x (T, N, D), h0 (N, H) -> hs (T, N, H) (every h_t), cache."""
     h, hs, caches = h0, [], []
     for t in range(x.shape[0]):
         h, step_cache = rnn_step_forward(x[t], h, W_ih, W_hh, b_ih, b_hh, nonlinearity)
@@ -56,7 +56,7 @@ def rnn_layer_backward(dhs, dh_last, cache):
 
     dhs (T, N, H): dL/dh_t through the outputs (from the loss or the layer above);
     dh_last (N, H) or None: dL/dh_T from outside (the h_n output).
-    Returns dx (T, N, I), dh0 (N, H), [dW_ih, dW_hh, db_ih, db_hh] (summed over time).
+    Returns dx (T, N, D), dh0 (N, H), [dW_ih, dW_hh, db_ih, db_hh] (summed over time).
     """
     x0, h00, W_ih, W_hh = cache[0][:4]
     dx = np.zeros((len(cache),) + x0.shape)
@@ -73,22 +73,22 @@ def rnn_layer_backward(dhs, dh_last, cache):
 def rnn_forward(x, params, h0=None, nonlinearity="tanh", batch_first=False):
     """Multi-layer nn.RNN forward.
 
-    x (T, N, I), or (N, T, I) with batch_first; params: one (W_ih, W_hh, b_ih, b_hh) per layer
-    (torch's weight_ih_l{k}, weight_hh_l{k}, bias_ih_l{k}, bias_hh_l{k}); h0 (L, N, H) or None (zeros).
-    Returns out (T, N, H) or (N, T, H), h_n (L, N, H), cache.
+    x (T, N, D), or (N, T, D) with batch_first; params: one (W_ih, W_hh, b_ih, b_hh) per layer
+    (torch's weight_ih_l{k}, weight_hh_l{k}, bias_ih_l{k}, bias_hh_l{k}); h0 (n_layers, N, H) or None (zeros).
+    Returns out (T, N, H) or (N, T, H), h_n (n_layers, N, H), cache.
     """
     x = np.asarray(x, dtype=float)
     if x.ndim != 3:
-        raise ValueError(f"x must be 3-D, (T, N, I) or (N, T, I) with batch_first=True, got shape {x.shape}: "
+        raise ValueError(f"x must be 3-D, (T, N, D) or (N, T, D) with batch_first=True, got shape {x.shape}: "
                          "add the missing time or batch axis")
     if batch_first:
         x = x.transpose(1, 0, 2)
     if x.shape[2] != params[0][0].shape[1]:
         raise ValueError(f"x has {x.shape[2]} features but W_ih of layer 0 expects {params[0][0].shape[1]}")
-    L, N, H = len(params), x.shape[1], params[0][1].shape[0]
-    h0 = np.zeros((L, N, H)) if h0 is None else np.asarray(h0, dtype=float)
-    if h0.shape != (L, N, H):
-        raise ValueError(f"h0 must be (L, N, H) = {(L, N, H)}, got {h0.shape}")
+    n_layers, N, H = len(params), x.shape[1], params[0][1].shape[0]
+    h0 = np.zeros((n_layers, N, H)) if h0 is None else np.asarray(h0, dtype=float)
+    if h0.shape != (n_layers, N, H):
+        raise ValueError(f"h0 must be (n_layers, N, H) = {(n_layers, N, H)}, got {h0.shape}")
     layer_in, h_n, caches = x, [], []
     for l, (W_ih, W_hh, b_ih, b_hh) in enumerate(params):
         layer_in, layer_cache = rnn_layer_forward(layer_in, h0[l], W_ih, W_hh, b_ih, b_hh, nonlinearity)
@@ -99,9 +99,9 @@ def rnn_forward(x, params, h0=None, nonlinearity="tanh", batch_first=False):
 
 
 def rnn_backward(dout, dh_n, cache):
-    """Backward of rnn_forward. dout shaped like out; dh_n (L, N, H) or None.
+    """Backward of rnn_forward. dout shaped like out; dh_n (n_layers, N, H) or None.
 
-    Returns dx (shaped like x), dh0 (L, N, H), grads: one [dW_ih, dW_hh, db_ih, db_hh] per layer.
+    Returns dx (shaped like x), dh0 (n_layers, N, H), grads: one [dW_ih, dW_hh, db_ih, db_hh] per layer.
     """
     caches, batch_first = cache
     d = np.asarray(dout, dtype=float)
