@@ -30,16 +30,16 @@ def masked_softmax(scores, mask=None):
 def additive_attention_forward(q, k, v, W_q, W_k, w_v, mask=None):
     """Additive (Bahdanau) attention: e_ij = w_v . tanh(W_q q_i + W_k k_j), alpha = softmax_j(e), o = alpha v.
 
-    q: (..., Lq, dq), k: (..., Lk, dk), v: (..., Lk, dv); W_q: (h, dq), W_k: (h, dk), w_v: (h,).
+    q: (..., Lq, dq), k: (..., Lk, dk), v: (..., Lk, dv); W_q: (H, dq), W_k: (H, dk), w_v: (H,) with H the hidden size.
     mask: bool (True = attend) or float (added), broadcastable to (..., Lq, Lk).
     Returns (out (..., Lq, dv), alpha (..., Lq, Lk), cache).
     """
-    Z = (q @ W_q.T)[..., :, None, :] + (k @ W_k.T)[..., None, :, :]   # (..., Lq, Lk, h)
-    H = tanh(Z)
-    e = H @ w_v                                                        # (..., Lq, Lk)
+    Z = (q @ W_q.T)[..., :, None, :] + (k @ W_k.T)[..., None, :, :]   # (..., Lq, Lk, H)
+    U = tanh(Z)
+    e = U @ w_v                                                        # (..., Lq, Lk)
     alpha = masked_softmax(e, mask)
     out = alpha @ v
-    return out, alpha, (q, k, v, W_q, W_k, w_v, H, alpha)
+    return out, alpha, (q, k, v, W_q, W_k, w_v, U, alpha)
 
 
 def additive_attention_backward(dout, cache):
@@ -47,14 +47,14 @@ def additive_attention_backward(dout, cache):
 
     Returns (dq, dk, dv, dW_q, dW_k, dw_v) shaped like q, k, v, W_q, W_k, w_v.
     """
-    q, k, v, W_q, W_k, w_v, H, alpha = cache
+    q, k, v, W_q, W_k, w_v, U, alpha = cache
     dv = np.swapaxes(alpha, -1, -2) @ dout                 # sum_i alpha_ij dout_i
     dalpha = dout @ np.swapaxes(v, -1, -2)                 # dout_i . v_j
     de = softmax_backward(dalpha, alpha, axis=-1)          # softmax VJP (masked entries: alpha = 0 -> 0)
-    dH = de[..., None] * w_v                               # (..., Lq, Lk, h)
-    dw_v = (de[..., None] * H).reshape(-1, H.shape[-1]).sum(axis=0)
-    dZ = tanh_backward(dH, H)
-    dZq, dZk = dZ.sum(axis=-2), dZ.sum(axis=-3)            # (..., Lq, h), (..., Lk, h)
+    dU = de[..., None] * w_v                               # (..., Lq, Lk, H)
+    dw_v = (de[..., None] * U).reshape(-1, U.shape[-1]).sum(axis=0)
+    dZ = tanh_backward(dU, U)
+    dZq, dZk = dZ.sum(axis=-2), dZ.sum(axis=-3)            # (..., Lq, H), (..., Lk, H)
     dq, dk = dZq @ W_q, dZk @ W_k
     dW_q = dZq.reshape(-1, dZq.shape[-1]).T @ q.reshape(-1, q.shape[-1])
     dW_k = dZk.reshape(-1, dZk.shape[-1]).T @ k.reshape(-1, k.shape[-1])
@@ -105,12 +105,12 @@ import numpy as np
 from aicourse.lessons.backpropagation import linear_backward, linear_forward
 
 
-def _mha_additive_mask(mask, N, H, L, S):
-    """nn.MultiheadAttention mask (bool True = ignore, or float) -> float (N, H, L, S)-broadcastable."""
+def _mha_additive_mask(mask, N, n_heads, L, S):
+    """nn.MultiheadAttention mask (bool True = ignore, or float) -> float (N, n_heads, L, S)-broadcastable."""
     mask = np.asarray(mask)
     add = np.where(mask, -np.inf, 0.0) if mask.dtype == bool else mask.astype(np.float64)
-    if add.ndim == 3:                                   # (N*H, L, S)
-        add = add.reshape(N, H, L, S)
+    if add.ndim == 3:                                   # (N*n_heads, L, S)
+        add = add.reshape(N, n_heads, L, S)
     return add
 
 
@@ -124,32 +124,32 @@ def multi_head_attention_forward(query, key, value, params, num_heads, key_paddi
     key_padding_mask: (N, S); attn_mask: (L, S) or (N*num_heads, L, S). Bool: True = IGNORE
     (nn.MultiheadAttention's polarity, the opposite of SDPA's); float: added to the scores.
     A query with no allowed key gets zero weights (torch's MHA returns NaN there).
-    Returns (out shaped like query, weights (N, L, S) averaged over heads or (N, H, L, S), cache).
+    Returns (out shaped like query, weights (N, L, S) averaged over heads or (N, n_heads, L, S), cache).
     """
     if not batch_first:
         query, key, value = (np.swapaxes(a, 0, 1) for a in (query, key, value))
     N, L, E = query.shape
-    S, H = key.shape[1], num_heads
-    d = E // H
+    S, n_heads = key.shape[1], num_heads
+    d = E // n_heads
     W_in, b_in = params["in_proj_weight"], params.get("in_proj_bias")
     Ws = np.split(W_in, 3)
     bs = [None] * 3 if b_in is None else np.split(b_in, 3)
     q, cq = linear_forward(query, Ws[0], bs[0])
     k, ck = linear_forward(key, Ws[1], bs[1])
     v, cv = linear_forward(value, Ws[2], bs[2])
-    split = lambda x: x.reshape(N, x.shape[1], H, d).transpose(0, 2, 1, 3)   # (N, H, len, d)
+    split = lambda x: x.reshape(N, x.shape[1], n_heads, d).transpose(0, 2, 1, 3)   # (N, n_heads, len, d)
     mask = np.zeros((1, 1, 1, 1))
     if key_padding_mask is not None:
-        mask = mask + _mha_additive_mask(key_padding_mask, N, H, L, S)[:, None, None, :]
+        mask = mask + _mha_additive_mask(key_padding_mask, N, n_heads, L, S)[:, None, None, :]
     if attn_mask is not None:
-        mask = mask + _mha_additive_mask(attn_mask, N, H, L, S)
+        mask = mask + _mha_additive_mask(attn_mask, N, n_heads, L, S)
     heads, attn, c_sdpa = scaled_dot_product_attention(split(q), split(k), split(v), mask=mask)
     merged = heads.transpose(0, 2, 1, 3).reshape(N, L, E)
     out, co = linear_forward(merged, params["out_proj.weight"], params.get("out_proj.bias"))
     if not batch_first:
         out = np.swapaxes(out, 0, 1)
     weights = attn.mean(axis=1) if average_attn_weights else attn
-    cache = (cq, ck, cv, c_sdpa, co, N, L, S, E, H, batch_first, b_in is None,
+    cache = (cq, ck, cv, c_sdpa, co, N, L, S, E, n_heads, batch_first, b_in is None,
              params.get("out_proj.bias") is None)
     return out, weights, cache
 
@@ -160,12 +160,12 @@ def multi_head_attention_backward(dout, cache):
     Returns (dquery, dkey, dvalue, grads) with grads a dict keyed like params
     ("in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"; None for absent biases).
     """
-    cq, ck, cv, c_sdpa, co, N, L, S, E, H, batch_first, no_bin, no_bout = cache
-    d = E // H
+    cq, ck, cv, c_sdpa, co, N, L, S, E, n_heads, batch_first, no_bin, no_bout = cache
+    d = E // n_heads
     if not batch_first:
         dout = np.swapaxes(dout, 0, 1)
     dmerged, dW_o, db_o = linear_backward(dout, co)
-    dheads = dmerged.reshape(N, L, H, d).transpose(0, 2, 1, 3)
+    dheads = dmerged.reshape(N, L, n_heads, d).transpose(0, 2, 1, 3)
     dqh, dkh, dvh = scaled_dot_product_attention_backward(dheads, c_sdpa)
     merge = lambda x: x.transpose(0, 2, 1, 3).reshape(N, x.shape[2], E)
     dquery, dW_q, db_q = linear_backward(merge(dqh), cq)
