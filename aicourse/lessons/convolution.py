@@ -33,7 +33,7 @@ import numpy as np
 def conv2d_forward_naive(x, W, b=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D cross-correlation with loops, straight from the formula (slow; for teaching and tests).
 
-    x: (N, C, H, W_in); W: (F, C // groups, kH, kW); b: (F,) or None.
+    x: (N, C, n_h, n_w); W: (F, C // groups, kH, kW); b: (F,) or None.
     Returns (out, cache), out: (N, F, Ho, Wo) with
     out[n, f, i, j] = b[f] + sum_{c, u, v} xpad[n, g*Cg + c, i*sh + u*dh, j*sw + v*dw] * W[f, c, u, v]
     where g = f // (F // groups) is the group of filter f and Cg = C // groups.
@@ -148,7 +148,7 @@ import numpy as np
 def conv2d_forward(x, W, b=None, stride=1, padding=0, dilation=1, groups=1):
     """Vectorised 2-D cross-correlation (torch.nn.functional.conv2d): im2col + one matmul per group.
 
-    x: (N, C, H, W_in); W: (F, C // groups, kH, kW); b: (F,) or None -> out (N, F, Ho, Wo).
+    x: (N, C, n_h, n_w); W: (F, C // groups, kH, kW); b: (F,) or None -> out (N, F, Ho, Wo).
     Returns (out, cache). Group g uses channels g*Cg..(g+1)*Cg-1 and filters g*Fg..(g+1)*Fg-1.
     """
     N, C, H, Wd = x.shape
