@@ -14,7 +14,7 @@ from aicourse.lessons.rnn import params_from_torch, params_to_torch  # noqa: F40
 def lstm_step_forward(x_t, h_prev, c_prev, W_ih, W_hh, b_ih, b_hh):
     """One step of torch's nn.LSTMCell; gates stacked i, f, g, o.
 
-    x_t (N, I), h_prev and c_prev (N, H), W_ih (4H, I), W_hh (4H, H), b_ih and b_hh (4H,).
+    x_t (N, D), h_prev and c_prev (N, H), W_ih (4H, D), W_hh (4H, H), b_ih and b_hh (4H,).
     Returns h (N, H), c (N, H) and the cache lstm_step_backward needs (gates i, f, g, o included).
     """
     H = h_prev.shape[1]
@@ -30,7 +30,7 @@ def lstm_step_forward(x_t, h_prev, c_prev, W_ih, W_hh, b_ih, b_hh):
 def lstm_step_backward(dh, dc, cache):
     """Backward of lstm_step_forward. dh, dc (N, H): dL/dh_t and dL/dc_t from later steps and the output.
 
-    Returns (dx_t (N, I), dh_prev (N, H), dc_prev (N, H), dW_ih (4H, I), dW_hh (4H, H), db_ih (4H,), db_hh (4H,)).
+    Returns (dx_t (N, D), dh_prev (N, H), dc_prev (N, H), dW_ih (4H, D), dW_hh (4H, H), db_ih (4H,), db_hh (4H,)).
     """
     x_t, h_prev, c_prev, W_ih, W_hh, i, f, g, o, tanh_c = cache
     dc = dc + dh * o * (1.0 - tanh_c ** 2)  # both paths into c_t
@@ -43,7 +43,7 @@ def lstm_step_backward(dh, dc, cache):
 
 
 def lstm_layer_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh):
-    """One LSTM layer over a time-major sequence. x (T, N, I), h0 and c0 (N, H).
+    """One LSTM layer over a time-major sequence. x (T, N, D), h0 and c0 (N, H).
 
     Returns hs (T, N, H) (every h_t), c_T (N, H), cache.
     """
@@ -58,7 +58,7 @@ def lstm_layer_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh):
 def lstm_layer_backward(dhs, dh_last, dc_last, cache):
     """BPTT through one LSTM layer. dhs (T, N, H): dL/dh_t through the outputs; dh_last, dc_last (N, H) or None.
 
-    Returns dx (T, N, I), dh0 (N, H), dc0 (N, H), [dW_ih, dW_hh, db_ih, db_hh] (summed over time).
+    Returns dx (T, N, D), dh0 (N, H), dc0 (N, H), [dW_ih, dW_hh, db_ih, db_hh] (summed over time).
     """
     x0, h00, _, W_ih, W_hh = cache[0][:5]
     dx = np.zeros((len(cache),) + x0.shape)
@@ -75,7 +75,7 @@ def lstm_layer_backward(dhs, dh_last, dc_last, cache):
 def _time_major(x, params, batch_first, name):
     x = np.asarray(x, dtype=float)
     if x.ndim != 3:
-        raise ValueError(f"{name} input must be 3-D, (T, N, I) or (N, T, I) with batch_first=True, got shape {x.shape}: "
+        raise ValueError(f"{name} input must be 3-D, (T, N, D) or (N, T, D) with batch_first=True, got shape {x.shape}: "
                          "add the missing time or batch axis")
     x = x.transpose(1, 0, 2) if batch_first else x
     if x.shape[2] != params[0][0].shape[1]:
@@ -83,24 +83,24 @@ def _time_major(x, params, batch_first, name):
     return x
 
 
-def _initial(state, L, N, H, name):
-    state = np.zeros((L, N, H)) if state is None else np.asarray(state, dtype=float)
-    if state.shape != (L, N, H):
-        raise ValueError(f"{name} must be (L, N, H) = {(L, N, H)}, got {state.shape}")
+def _initial(state, n_layers, N, H, name):
+    state = np.zeros((n_layers, N, H)) if state is None else np.asarray(state, dtype=float)
+    if state.shape != (n_layers, N, H):
+        raise ValueError(f"{name} must be (n_layers, N, H) = {(n_layers, N, H)}, got {state.shape}")
     return state
 
 
 def lstm_forward(x, params, hx=None, batch_first=False):
     """Multi-layer nn.LSTM forward.
 
-    x (T, N, I) or (N, T, I) with batch_first; params: one (W_ih, W_hh, b_ih, b_hh) per layer, torch's layouts;
-    hx = (h0, c0), each (L, N, H), or None (zeros).
-    Returns out (T, N, H) or (N, T, H), (h_n, c_n) each (L, N, H), cache.
+    x (T, N, D) or (N, T, D) with batch_first; params: one (W_ih, W_hh, b_ih, b_hh) per layer, torch's layouts;
+    hx = (h0, c0), each (n_layers, N, H), or None (zeros).
+    Returns out (T, N, H) or (N, T, H), (h_n, c_n) each (n_layers, N, H), cache.
     """
     x = _time_major(x, params, batch_first, "LSTM")
-    L, N, H = len(params), x.shape[1], params[0][1].shape[1]
-    h0 = _initial(None if hx is None else hx[0], L, N, H, "h0")
-    c0 = _initial(None if hx is None else hx[1], L, N, H, "c0")
+    n_layers, N, H = len(params), x.shape[1], params[0][1].shape[1]
+    h0 = _initial(None if hx is None else hx[0], n_layers, N, H, "h0")
+    c0 = _initial(None if hx is None else hx[1], n_layers, N, H, "c0")
     layer_in, h_n, c_n, caches = x, [], [], []
     for l, layer in enumerate(params):
         layer_in, c_last, layer_cache = lstm_layer_forward(layer_in, h0[l], c0[l], *layer)
@@ -112,16 +112,16 @@ def lstm_forward(x, params, hx=None, batch_first=False):
 
 
 def lstm_backward(dout, dh_n, dc_n, cache):
-    """Backward of lstm_forward. dout shaped like out; dh_n, dc_n (L, N, H) or None.
+    """Backward of lstm_forward. dout shaped like out; dh_n, dc_n (n_layers, N, H) or None.
 
-    Returns dx (shaped like x), dh0 (L, N, H), dc0 (L, N, H), grads: one [dW_ih, dW_hh, db_ih, db_hh] per layer.
+    Returns dx (shaped like x), dh0 (n_layers, N, H), dc0 (n_layers, N, H), grads: one [dW_ih, dW_hh, db_ih, db_hh] per layer.
     """
     caches, batch_first = cache
     d = np.asarray(dout, dtype=float)
     d = d.transpose(1, 0, 2) if batch_first else d
-    L = len(caches)
-    grads, dh0, dc0 = [None] * L, [None] * L, [None] * L
-    for l in reversed(range(L)):
+    n_layers = len(caches)
+    grads, dh0, dc0 = [None] * n_layers, [None] * n_layers, [None] * n_layers
+    for l in reversed(range(n_layers)):
         d, dh0[l], dc0[l], grads[l] = lstm_layer_backward(
             d, None if dh_n is None else dh_n[l], None if dc_n is None else dc_n[l], caches[l])
     dx = d.transpose(1, 0, 2) if batch_first else d
@@ -131,7 +131,7 @@ def lstm_backward(dout, dh_n, dc_n, cache):
 def gru_step_forward(x_t, h_prev, W_ih, W_hh, b_ih, b_hh):
     """One step of torch's nn.GRUCell; gates stacked r, z, n, with b_hn inside the reset product.
 
-    x_t (N, I), h_prev (N, H), W_ih (3H, I), W_hh (3H, H), b_ih and b_hh (3H,).
+    x_t (N, D), h_prev (N, H), W_ih (3H, D), W_hh (3H, H), b_ih and b_hh (3H,).
     Returns h (N, H) and the cache gru_step_backward needs.
     """
     H = h_prev.shape[1]
@@ -147,7 +147,7 @@ def gru_step_forward(x_t, h_prev, W_ih, W_hh, b_ih, b_hh):
 def gru_step_backward(dh, cache):
     """Backward of gru_step_forward. dh (N, H) is dL/dh_t along every path.
 
-    Returns (dx_t (N, I), dh_prev (N, H), dW_ih (3H, I), dW_hh (3H, H), db_ih (3H,), db_hh (3H,)).
+    Returns (dx_t (N, D), dh_prev (N, H), dW_ih (3H, D), dW_hh (3H, H), db_ih (3H,), db_hh (3H,)).
     """
     x_t, h_prev, W_ih, W_hh, r, z, n, gh_n = cache
     dn = dh * (1.0 - z)
@@ -162,7 +162,7 @@ def gru_step_backward(dh, cache):
 
 
 def gru_layer_forward(x, h0, W_ih, W_hh, b_ih, b_hh):
-    """One GRU layer over a time-major sequence. x (T, N, I), h0 (N, H) -> hs (T, N, H), cache."""
+    """One GRU layer over a time-major sequence. x (T, N, D), h0 (N, H) -> hs (T, N, H), cache."""
     h, hs, caches = h0, [], []
     for t in range(x.shape[0]):
         h, step_cache = gru_step_forward(x[t], h, W_ih, W_hh, b_ih, b_hh)
@@ -172,7 +172,7 @@ def gru_layer_forward(x, h0, W_ih, W_hh, b_ih, b_hh):
 
 
 def gru_layer_backward(dhs, dh_last, cache):
-    """BPTT through one GRU layer. Returns dx (T, N, I), dh0 (N, H), [dW_ih, dW_hh, db_ih, db_hh]."""
+    """BPTT through one GRU layer. Returns dx (T, N, D), dh0 (N, H), [dW_ih, dW_hh, db_ih, db_hh]."""
     x0, h00, W_ih, W_hh = cache[0][:4]
     dx = np.zeros((len(cache),) + x0.shape)
     grads = [np.zeros_like(W_ih), np.zeros_like(W_hh), np.zeros(W_hh.shape[0]), np.zeros(W_hh.shape[0])]
@@ -185,13 +185,13 @@ def gru_layer_backward(dhs, dh_last, cache):
 
 
 def gru_forward(x, params, h0=None, batch_first=False):
-    """Multi-layer nn.GRU forward: x (T, N, I) or (N, T, I) with batch_first; h0 (L, N, H) or None.
+    """Multi-layer nn.GRU forward: x (T, N, D) or (N, T, D) with batch_first; h0 (n_layers, N, H) or None.
 
-    Returns out (T, N, H) or (N, T, H), h_n (L, N, H), cache.
+    Returns out (T, N, H) or (N, T, H), h_n (n_layers, N, H), cache.
     """
     x = _time_major(x, params, batch_first, "GRU")
-    L, N, H = len(params), x.shape[1], params[0][1].shape[1]
-    h0 = _initial(h0, L, N, H, "h0")
+    n_layers, N, H = len(params), x.shape[1], params[0][1].shape[1]
+    h0 = _initial(h0, n_layers, N, H, "h0")
     layer_in, h_n, caches = x, [], []
     for l, layer in enumerate(params):
         layer_in, layer_cache = gru_layer_forward(layer_in, h0[l], *layer)
@@ -202,7 +202,7 @@ def gru_forward(x, params, h0=None, batch_first=False):
 
 
 def gru_backward(dout, dh_n, cache):
-    """Backward of gru_forward. Returns dx (shaped like x), dh0 (L, N, H), grads per layer."""
+    """Backward of gru_forward. Returns dx (shaped like x), dh0 (n_layers, N, H), grads per layer."""
     caches, batch_first = cache
     d = np.asarray(dout, dtype=float)
     d = d.transpose(1, 0, 2) if batch_first else d
