@@ -132,3 +132,27 @@ def test_encoder_layer_eval_fast_path_and_norm_confusion():
     assert np.abs(wrong - ot.numpy()).max() > 1e-3
     with pytest.raises(ValueError):
         encoder_layer_forward(x, params, 4, activation="tanh")
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_encoder_layer_passes_eps_on(norm_first):
+    """layer_norm_eps=1e-2 (where eps matters): our layer with eps=1e-2 matches, with the default eps it does not."""
+    E, H, Fd = 8, 2, 12
+    torch.manual_seed(4)
+    rng = np.random.default_rng(4)
+    ref = nn.TransformerEncoderLayer(E, H, Fd, dropout=0.0, norm_first=norm_first, batch_first=True,
+                                     layer_norm_eps=1e-2, dtype=torch.float64).train()
+    params = {k: v.detach().numpy().copy() for k, v in ref.state_dict().items()}
+    x, dout = rng.standard_normal((2, 5, E)), rng.standard_normal((2, 5, E))
+    x[0, 1] *= 0.05                                   # a token with a small variance
+    out, cache = encoder_layer_forward(x, params, H, norm_first=norm_first, eps=1e-2)
+    dx, grads = encoder_layer_backward(dout, cache)
+    xt = t(x, True)
+    ot = ref(xt)
+    ot.backward(t(dout))
+    close(out, ot)
+    close(dx, xt.grad)
+    for name, p in ref.named_parameters():
+        close(grads[name], p.grad)
+    default_eps = encoder_layer_forward(x, params, H, norm_first=norm_first)[0]
+    assert np.abs(default_eps - ot.detach().numpy()).max() > 1e-4

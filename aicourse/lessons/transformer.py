@@ -74,7 +74,8 @@ def encoder_layer_forward(x, params, num_heads, norm_first=False, activation="re
     "linear2.bias", "norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias").
     norm_first: pre-norm (True) or post-norm (False, torch's default). activation: "relu" or "gelu".
     src_mask: (L, L) or (N*num_heads, L, L); src_key_padding_mask: (N, L); bool True = ignore, or float added.
-    Returns (out shaped like x, cache); cache["attn"] holds the per-head attention weights (N, H, L, L).
+    eps: the layer norms' epsilon (the layer's layer_norm_eps).
+    Returns (out shaped like x, cache); cache["attn"] holds the per-head attention weights (N, num_heads, L, L).
     """
     if not batch_first:
         x = np.swapaxes(x, 0, 1)
