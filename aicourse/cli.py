@@ -43,11 +43,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args) -> int:
     if args.command == "run":
-        from .runner import run
+        from .runner import Interrupted, run
         params = dict(args.parameter)
         if args.device:
             params["device"] = args.device
-        results = run(args.notebooks or None, params, args.out, progress=not args.no_progress)
+        try:
+            results = run(args.notebooks or None, params, args.out, progress=not args.no_progress)
+        except Interrupted as stop:
+            stopped = next(r for r in stop.results if r.status == "INTERRUPTED")
+            copy = (f"its partial copy, marked INTERRUPTED, is {stopped.output}" if stopped.output.exists()
+                    else "it left no executed copy")
+            print(f"\naicourse: interrupted during {stopped.notebook}; {copy}; the summary is "
+                  f"{stopped.output.parent / 'summary.md'}.", file=sys.stderr)
+            return 130
         return 0 if all(r.status == "ok" for r in results) else 1
     if args.command == "export":
         from .notebooks import export

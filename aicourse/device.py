@@ -81,10 +81,11 @@ def set_numerics(tf32: bool = False, deterministic: bool = True) -> None:
 def allow_nondeterministic(reason: str) -> Iterator[None]:
     """Let one block use an operation that torch has no deterministic implementation of.
 
-    Deterministic mode is strict: such an operation raises. Where a notebook must
-    still use one on the device (``F.max_pool2d``'s backward on CUDA accumulates
-    with atomics), it says why here; torch then only warns, and the rest of the
-    notebook stays strict. On the CPU this changes nothing that runs.
+    Deterministic mode is strict: such an operation raises (torch's documentation of
+    ``torch.use_deterministic_algorithms`` lists them: on CUDA, for example, the backward
+    of adaptive average pooling and of ``F.interpolate``, ``torch.cumsum`` and ``NLLLoss``
+    on images). Where a notebook must still use one on the device, it says why here;
+    torch then only warns, and the rest of the notebook stays strict.
     """
     if not reason.strip():
         raise ValueError("say why the block may be nondeterministic")

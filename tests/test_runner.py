@@ -74,3 +74,87 @@ def test_a_dying_kernel_is_recorded_and_the_run_goes_on(small, tmp_path):
     nbformat.write(nb, dying)
     results = run([str(dying), str(small)], {"fail": "true"}, tmp_path / "out", progress=False)
     assert results[0].status.startswith("FAILED") and results[1].status.startswith("FAILED: AssertionError")
+
+
+def test_unwritable_out_is_one_sentence_before_anything_runs(small, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert main(["run", str(small), "--out", str(blocker / "sub"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("aicourse: error: Cannot write the executed notebooks to ")
+    assert "not a directory" in err[0] and not (tmp_path / "01_small.ipynb").exists()
+
+
+def test_summary_records_folder_parameters_environment_and_failed_copy(small, tmp_path):
+    out = tmp_path / "out"
+    run([str(small)], {"fail": "true", "seed": "3"}, out, progress=False)
+    summary = (out / "summary.md").read_text()
+    assert "Parameters: -p fail true -p seed 3" in summary and "torch " in summary and "numpy " in summary
+    assert "Notebooks: `" in summary and "device cpu" in summary
+    assert f"(executed copy: `{out / '01_small.ipynb'}`)" in summary
+
+
+def test_a_parameter_goes_to_the_notebooks_that_declare_it(small, tmp_path, capsys):
+    other = tmp_path / "02_other.ipynb"
+    nbformat.write(new_notebook(2, "other", "Other"), other)
+    taken = {}
+    jobs = plan([str(small), str(other)], {"steps": "3", "seed": "1"}, taken=taken)
+    assert [typed for _, typed in jobs] == [{"steps": 3, "seed": 1}, {"seed": 1}]
+    assert taken == {"steps": ["01_small"], "seed": ["01_small", "02_other"]}
+    with pytest.raises(ParameterError, match=r"any of the 2 selected notebooks has no parameter 'stpes'"):
+        plan([str(small), str(other)], {"stpes": "3"})
+    run([str(small), str(other)], {"steps": "3"}, tmp_path / "out", progress=False)
+    assert "-p steps applies to 1 of 2 notebooks: 01_small" in capsys.readouterr().out
+
+
+def test_kernels_are_silent_about_tcp(small, tmp_path, capfd):
+    [result] = run([str(small)], {}, tmp_path / "out", progress=False)
+    assert result.status == "ok"
+    assert "without encryption" not in capfd.readouterr().err
+
+
+def test_the_checkout_you_stand_in_is_the_one_that_runs(small, tmp_path, monkeypatch):
+    here = tmp_path / "checkout"
+    (here / "notebooks").mkdir(parents=True)
+    nbformat.write(nbformat.read(small, 4), here / "notebooks" / "01_mine.ipynb")
+    monkeypatch.chdir(here)
+    [result] = run(["01"], {}, "out", progress=False)
+    assert result.notebook == "01_mine" and result.status == "ok"
+    assert f"Notebooks: `{here / 'notebooks'}`" in (here / "out" / "summary.md").read_text()
+
+
+def test_ctrl_c_stops_the_kernel_and_writes_the_summary(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    nb = new_notebook(1, "sleepy", "Sleepy")
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "import pathlib, time\npathlib.Path('started').write_text('yes')\ntime.sleep(120)"))
+    nbformat.write(nb, folder / "01_sleepy.ipynb")
+    nbformat.write(new_notebook(2, "after", "After"), folder / "02_after.ipynb")
+    proc = subprocess.Popen([sys.executable, "-m", "aicourse", "run", "--out", "out", "--no-progress"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (folder / "started").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert (folder / "started").exists(), proc.communicate()
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    start = time.monotonic()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and time.monotonic() - start < 30
+    assert "Traceback" not in err and "Task exception" not in err and "DeadKernel" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "interrupted during 01_sleepy" in lines[0]
+    assert "01_sleepy.ipynb" in lines[0] and "summary.md" in lines[0]
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "| 01_sleepy | INTERRUPTED" in summary and "| 02_after | not run |" in summary
+    partial = nbformat.read(tmp_path / "out" / "01_sleepy.ipynb", 4)
+    assert partial.cells[0].source.startswith("**INTERRUPTED**")
+    time.sleep(1)
+    assert subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True).returncode == 1  # no kernel left
