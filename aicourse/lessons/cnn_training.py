@@ -95,9 +95,9 @@ class Layer:
 
 
 class Conv2d(Layer):
-    """torch.nn.Conv2d in NumPy. W: (F, C // groups, kH, kW), b: (F,). Input (N, C, H, W) -> (N, F, Ho, Wo).
+    """torch.nn.Conv2d in NumPy. W: (F, C // groups, kh, kw), b: (F,). Input (N, C, n_h, n_w) -> (N, F, o_h, o_w).
 
-    Initialised as torch does: W and b uniform in +-1/sqrt(fan_in), fan_in = C // groups * kH * kW.
+    Initialised as torch does: W and b uniform in +-1/sqrt(fan_in), fan_in = C // groups * kh * kw.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
@@ -156,7 +156,7 @@ class MaxPool2d(Layer):
 
 
 class Flatten(Layer):
-    """(N, C, H, W) -> (N, C*H*W), row-major like torch.flatten(x, 1)."""
+    """(N, C, n_h, n_w) -> (N, C*n_h*n_w), row-major like torch.flatten(x, 1)."""
 
     def forward(self, x):
         self.shape = x.shape
