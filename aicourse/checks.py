@@ -155,8 +155,10 @@ def _report(result: CheckResult) -> CheckResult:
     if result.passed:
         if groups:
             groups[-1].results.append(result)
-        if VERBOSE or not groups:
+        if not groups:
             print(result.line)
+        elif VERBOSE:  # indented: the group's own line counts these checks, and a reader sees them as its parts
+            print("  " + result.line)
         return result
     if not inside_mistake:
         print(result.message)

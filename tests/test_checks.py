@@ -155,7 +155,8 @@ def test_verbose_prints_every_line_and_the_group_line(capsys, monkeypatch):
         check("a", np.ones(2), np.ones(2))
         check("b", np.ones(2), np.ones(2))
     out = capsys.readouterr().out.splitlines()
-    assert [line.split(" |")[0] for line in out] == ["PASS a", "PASS b", "PASS pair"]
+    assert [line.split(" |")[0] for line in out] == ["  PASS a", "  PASS b", "PASS pair"]
+    assert sum(checks.report_counts(line)[0] for line in out) == 2  # the runner counts each check once
 
 
 def test_an_empty_group_is_an_error():
