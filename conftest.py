@@ -16,8 +16,11 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 # --------------------------------------------------------------------------- a cell's checks at a glance
 # Every notebook cell that nbval runs is held to the course's reading rule: at most MAX_CHECK_LINES
-# report lines (PASS/FAIL/caught) per cell, none longer than aicourse.checks.LINE_WIDTH characters.
+# report lines (PASS/FAIL/caught) per cell, none longer than aicourse.checks.LINE_WIDTH characters,
+# and every exercise's grader says "solved" (the notebooks carry their solutions).
 # Group related checks with aicourse.group(...) to stay within it.
+import re  # noqa: E402
+
 import pytest  # noqa: E402
 
 MAX_CHECK_LINES = 12
@@ -32,6 +35,9 @@ def check_line_problems(text: str) -> list[str]:
         if len(lines) > MAX_CHECK_LINES else []
     problems += [f"a check line of {len(line)} characters (at most {LINE_WIDTH}): {line}"
                  for line in lines if len(line) > LINE_WIDTH]
+    # the notebooks are the instructor release: every grader must accept the solution beside it
+    problems += [f"a grader did not accept its solution: {line}" for line in text.splitlines()
+                 if re.match(r"exercise \d+ .*: (not attempted|wrong)", line)]
     return problems
 
 

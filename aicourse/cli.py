@@ -1,4 +1,4 @@
-"""Command line: `aicourse run|export|check|new|env` (also `python -m aicourse ...`)."""
+"""Command line: `aicourse run|export|check|new|handout|env` (also `python -m aicourse ...`)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,13 @@ def _parser() -> argparse.ArgumentParser:
     n.add_argument("number", type=int)
     n.add_argument("name", help="lowercase_words, e.g. batch_norm")
     n.add_argument("title")
+    h = sub.add_parser("handout", help="write the student release (solutions as stubs) or, with --solutions, "
+                                       "the executed instructor release")
+    h.add_argument("notebooks", nargs="*", help="numbers or names; default: all")
+    h.add_argument("--out", required=True, help="folder to write the release to")
+    h.add_argument("--solutions", action="store_true", help="the instructor release: solutions in, executed")
+    h.add_argument("--nbgrader", action="store_true",
+                   help="an nbgrader course folder (source/<notebook>/ and nbgrader_config.py) instead")
     sub.add_parser("env", help="print the one-line environment summary")
     return ap
 
@@ -78,6 +85,23 @@ def _dispatch(args) -> int:
             raise ValueError(f"{target} exists already")
         nbformat.write(new_notebook(args.number, args.name, args.title), target)
         print(f"created {target.relative_to(Path.cwd()) if target.is_relative_to(Path.cwd()) else target}")
+        return 0
+    if args.command == "handout":
+        from .exercises import handout
+        from .runner import Interrupted
+        if args.solutions and args.nbgrader:
+            raise ValueError("--solutions and --nbgrader are two different releases: choose one")
+        try:
+            written = handout(args.notebooks or None, args.out, solutions=args.solutions, nbgrader=args.nbgrader)
+        except Interrupted:
+            print("\naicourse: interrupted; the summary of what ran is in the output folder.", file=sys.stderr)
+            return 130
+        if args.solutions:
+            return 0 if all(r.status == "ok" for r in written) else 1
+        kind = "nbgrader source" if args.nbgrader else "student release (solutions replaced by stubs, no outputs)"
+        print(f"wrote {len(written)} notebooks, {kind}, to {args.out}")
+        if args.nbgrader:
+            print(f"next: cd {args.out} && nbgrader generate_assignment <notebook name> (see docs/teaching.md)")
         return 0
     if args.command == "env":
         from .device import env_summary, resolve_device

@@ -14,7 +14,7 @@ from . import config
 
 NAME_RE = re.compile(r"^(\d{2})_([a-z0-9]+(?:_[a-z0-9]+)*)\.ipynb$")
 EXPORT_MARK = "#| export"
-REQUIRED_PARAMS = ("seed", "device")
+REQUIRED_PARAMS = ("seed", "device", "verbose")
 
 
 # ----------------------------------------------------------------------------- finding
@@ -123,11 +123,12 @@ def new_notebook(number: int, name: str, title: str, summary: str = "One paragra
                              f"{summary}\n\n**You will learn**\n- ...\n\n**Prerequisites**: ..."),
         v4.new_code_cell(COLAB_CELL),
         v4.new_code_cell('seed: int = 0  # random seed for NumPy and torch\n'
-                         'device: str = "auto"  # "auto", "cpu", "cuda" or "mps"',
+                         'device: str = "auto"  # "auto", "cpu", "cuda" or "mps"\n'
+                         "verbose: bool = False  # print every check's own line, not one line per group",
                          metadata={"tags": ["parameters"]}),
         v4.new_code_cell("import numpy as np\nimport torch\n\nimport aicourse\n"
-                         "from aicourse import check, grad_check, expect_failure\n\n"
-                         "dev = aicourse.setup(seed=seed, device=device)"),
+                         "from aicourse import check, expect_failure, grad_check, group, settings, tensor\n\n"
+                         "dev = aicourse.setup(seed=seed, device=device, verbose=verbose)"),
     ]
     for c in nb.cells:  # stable ids: clean diffs
         c.pop("id", None)

@@ -31,7 +31,7 @@ def test_notebook_follows_conventions(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_papermill_lists_every_parameter_with_type_and_help(path):
     params = papermill.inspect_notebook(str(path))
-    assert {"seed", "device"} <= set(params)
+    assert {"seed", "device", "verbose"} <= set(params)
     for name, p in params.items():
         assert p["help"], f"{name} has no help comment"
         assert p["inferred_type_name"] not in ("None", None), f"{name} has no type annotation"
@@ -59,7 +59,8 @@ BREAKS = {
     "two parameters": (lambda nb: nb.cells.append(copy.deepcopy(nb.cells[2])), "2 cells tagged"),
     "unannotated": (_set_param_source("seed = 0  # seed\ndevice: str = 'auto'  # device"), "is not `name: type"),
     "uncommented": (_set_param_source("seed: int = 0\ndevice: str = 'auto'  # device"), "no trailing comment"),
-    "no seed": (_set_param_source("device: str = 'auto'  # device"), "lacks 'seed'"),
+    "no seed": (_set_param_source("device: str = 'auto'  # device\nverbose: bool = False  # v"), "lacks 'seed'"),
+    "no verbose": (_set_param_source("seed: int = 0  # seed\ndevice: str = 'auto'  # device"), "lacks 'verbose'"),
     "outputs": (lambda nb: nb.cells[3].outputs.append(nbformat.v4.new_output("stream", text="hi")), "outputs"),
     "execution count": (lambda nb: nb.cells[3].update(execution_count=3), "outputs"),
 }
