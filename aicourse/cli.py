@@ -1,4 +1,4 @@
-"""Command line: `aicourse run|export|check|new|handout|env` (also `python -m aicourse ...`)."""
+"""Command line: `aicourse run|export|check|new|handout|links|env` (also `python -m aicourse ...`)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--solutions", action="store_true", help="the instructor release: solutions in, executed")
     h.add_argument("--nbgrader", action="store_true",
                    help="an nbgrader course folder (source/<notebook>/ and nbgrader_config.py) instead")
+    sub.add_parser("links", help="rewrite every Colab badge and install cell from aicourse/config.py (REPO, REF)")
     sub.add_parser("env", help="print the one-line environment summary")
     return ap
 
@@ -102,6 +103,13 @@ def _dispatch(args) -> int:
         print(f"wrote {len(written)} notebooks, {kind}, to {args.out}")
         if args.nbgrader:
             print(f"next: cd {args.out} && nbgrader generate_assignment <notebook name> (see docs/teaching.md)")
+        return 0
+    if args.command == "links":
+        from .notebooks import sync_links
+        changed = sync_links()
+        for path in changed:
+            print(f"rewrote: {path}")
+        print(f"{len(changed)} file(s) now point at {config.REPO}@{config.REF}")
         return 0
     if args.command == "env":
         from .device import env_summary, resolve_device

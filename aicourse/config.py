@@ -2,11 +2,11 @@
 
 from pathlib import Path
 
-#: GitHub owner/name of the course repository: the Colab badges and the Colab
-#: install cell of every notebook are built from it.
+#: GitHub owner/name of the course repository, and the ref (a branch or, for a term, a tag) that
+#: the Colab badges open and the Colab install cell installs. The one place to change them: then
+#: `aicourse links` rewrites every badge and install cell (README's syllabus too) to agree.
 REPO = "aicourse-dev/aicourse"
-#: Branch the Colab badges open.
-BRANCH = "main"
+REF = "main"
 
 ROOT = Path(__file__).resolve().parent.parent
 # The repository's notebooks for an editable install; for a plain install (site-packages has none),
@@ -17,7 +17,7 @@ LESSONS = Path(__file__).resolve().parent / "lessons"
 
 def colab_url(notebook_relpath: str) -> str:
     """URL that opens ``notebook_relpath`` (relative to the repo root) in Colab."""
-    return f"https://colab.research.google.com/github/{REPO}/blob/{BRANCH}/{notebook_relpath}"
+    return f"https://colab.research.google.com/github/{REPO}/blob/{REF}/{notebook_relpath}"
 
 
 def colab_badge(notebook_relpath: str) -> str:
@@ -27,4 +27,4 @@ def colab_badge(notebook_relpath: str) -> str:
 
 
 #: The install line of the Colab cell (a no-op everywhere else).
-COLAB_INSTALL = f'%pip install -q "aicourse @ git+https://github.com/{REPO}@{BRANCH}"'
+COLAB_INSTALL = f'%pip install -q "aicourse @ git+https://github.com/{REPO}@{REF}"'

@@ -183,3 +183,38 @@ def export(notebooks: list[Path] | None = None, lessons: Path | None = None, *, 
             if not check:
                 stale.unlink()
     return drift
+
+
+# ----------------------------------------------------------------------------- Colab links
+BADGE_URL_RE = re.compile(r"https://colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/[^/\s)]+/"
+                          r"(notebooks/[\w.-]+\.ipynb)")
+INSTALL_RE = re.compile(r'%pip install -q "aicourse @ git\+https://github\.com/[\w.-]+/[\w.-]+@[^"\s]+"')
+
+
+def rewrite_links(text: str) -> str:
+    """Every Colab badge URL and install line in ``text`` pointed at ``config.REPO`` and ``config.REF``."""
+    text = BADGE_URL_RE.sub(lambda m: config.colab_url(m.group(1)), text)
+    return INSTALL_RE.sub(lambda m: config.COLAB_INSTALL, text)
+
+
+def sync_links(readme: Path | None = None, notebooks: list[Path] | None = None) -> list[str]:
+    """Rewrite the badges and install cells of every notebook, and README's badges, from config.
+
+    Returns the files changed. Only the title and Colab cells of a notebook are touched.
+    """
+    changed = []
+    for path in notebooks if notebooks is not None else all_notebooks():
+        nb = nbformat.read(path, as_version=4)
+        before = [c.source for c in nb.cells[:2]]
+        for cell in nb.cells[:2]:
+            cell.source = rewrite_links(cell.source)
+        if [c.source for c in nb.cells[:2]] != before:
+            nbformat.write(nb, path)
+            changed.append(str(path))
+    readme = Path(readme or config.ROOT / "README.md")
+    if readme.exists():
+        text = readme.read_text()
+        if rewrite_links(text) != text:
+            readme.write_text(rewrite_links(text))
+            changed.append(str(readme))
+    return changed

@@ -90,3 +90,21 @@ def test_readme_syllabus_lists_every_notebook_with_its_badge():
     for path in NOTEBOOKS:
         assert f"(notebooks/{path.name})" in readme, f"README's syllabus lacks {path.name}"
         assert config.colab_url(f"notebooks/{path.name}") in readme, f"README lacks the Colab badge of {path.name}"
+
+
+def test_links_rewrite_every_badge_and_install_cell(tmp_path, monkeypatch):
+    from aicourse.notebooks import sync_links
+
+    path = tmp_path / "42_sample.ipynb"
+    nbformat.write(_template(), path)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"| 42 | {config.colab_badge('notebooks/42_sample.ipynb')} |\n")
+    assert sync_links(readme, [path]) == []  # already in step
+    monkeypatch.setattr(config, "REPO", "someone/their-course")
+    monkeypatch.setattr(config, "REF", "term-2027")
+    monkeypatch.setattr(config, "COLAB_INSTALL",
+                        '%pip install -q "aicourse @ git+https://github.com/someone/their-course@term-2027"')
+    assert problems(path)  # the badge and install cell disagree with the new config ...
+    assert sync_links(readme, [path]) == [str(path), str(readme)]
+    assert problems(path) == []  # ... until `aicourse links` rewrites them
+    assert "github/someone/their-course/blob/term-2027/notebooks/42_sample.ipynb" in readme.read_text()
