@@ -142,3 +142,16 @@ def test_assigning_instead_of_accumulating_is_rejected():
     np.testing.assert_allclose(ok.grad, 2 * x0)
     with pytest.raises(AssertionError):
         np.testing.assert_allclose(bad.grad, 2 * x0)
+
+
+def test_value_names_are_optional_and_change_no_number():
+    """Leaves may be named (for printing the graph); constants are named by their value; gradients are unchanged."""
+    x_named, x_plain = Value(np.array([1.0, -2.0]), name="x"), Value(np.array([1.0, -2.0]))
+    for x in (x_named, x_plain):
+        ((x * 3.0 - 1.0) ** 2).sum().backward()
+    np.testing.assert_array_equal(x_named.grad, x_plain.grad)
+    assert x_named.name == "x" and x_plain.name == "" and "x" in repr(x_named)
+    assert Value.lift(0.5).name == "0.5" and Value.lift(np.zeros((2, 3))).name == "const(2, 3)"
+    out = x_named * 2.0
+    assert [p.name for p in out.parents] == ["x", "2"] and out.op == "*"
+    assert Value(1.0, (), "").name == ""                                 # the positional signature is unchanged

@@ -58,14 +58,14 @@ class Value:
 
     __array_ufunc__ = None  # ndarray (op) Value defers to Value's reflected operators
 
-    def __init__(self, data, parents=(), op=""):
+    def __init__(self, data, parents=(), op="", name=""):
         self.data = np.asarray(data, dtype=np.float64)
         self.grad = np.zeros_like(self.data)
-        self.parents, self.op = tuple(parents), op
+        self.parents, self.op, self.name = tuple(parents), op, name  # name: only for printing the graph
         self._backward = lambda: None
 
     def __repr__(self):
-        return f"Value(shape={self.data.shape}, op={self.op!r})"
+        return f"Value({self.name + ', ' if self.name else ''}shape={self.data.shape}, op={self.op!r})"
 
     @property
     def shape(self):
@@ -73,8 +73,10 @@ class Value:
 
     @staticmethod
     def lift(v):
-        """Wrap a constant (number or array) as a leaf node."""
-        return v if isinstance(v, Value) else Value(v)
+        """Wrap a constant (number or array) as a leaf node, named by its value when it is a number."""
+        if isinstance(v, Value):
+            return v
+        return Value(v, name=f"{float(v):g}" if np.ndim(v) == 0 else f"const{np.shape(v)}")
 
     def _node(self, data, parents, op, local_grads):
         """A new node; ``local_grads(g)`` gives each parent's share of g = dL/d(new node)."""
