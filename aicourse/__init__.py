@@ -16,6 +16,14 @@ from .data import batches, load_digits
 from .exercises import assert_solved, grade
 from .device import (ParameterError, allow_nondeterministic, check_param, device_name, env_summary, resolve_device,
                      seed_everything, set_numerics, setup)
-from .timing import compare, time_it
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # timing imports torch.utils.benchmark, which on a CUDA build of torch without a GPU prints a line
+    # about CUDA_HOME; load it when a notebook first times something, not with every import of the package
+    if name in ("compare", "time_it"):
+        from . import timing
+        return getattr(timing, name)
+    raise AttributeError(f"module 'aicourse' has no attribute {name!r}")
