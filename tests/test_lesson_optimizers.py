@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from aicourse.lessons.optimizers import SGD, Adam, AdamW
+from aicourse.lessons.optimizers import SGD, Adagrad, Adam, AdamW, RMSprop, step_decay_lr, warmup_cosine_lr
 
 SHAPES = [[(3,)], [(4, 5), (5,)], [(2, 3, 4), (1,), (6, 2)]]
 CASES = [
@@ -15,6 +15,12 @@ CASES = [
     (Adam, torch.optim.Adam, dict(lr=0.05, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1)),
     (AdamW, torch.optim.AdamW, dict()),
     (AdamW, torch.optim.AdamW, dict(lr=0.05, betas=(0.85, 0.95), weight_decay=0.3)),
+    (Adagrad, torch.optim.Adagrad, dict()),
+    (Adagrad, torch.optim.Adagrad, dict(lr=0.1, lr_decay=0.01, weight_decay=0.05, initial_accumulator_value=0.1, eps=1e-6)),
+    (RMSprop, torch.optim.RMSprop, dict()),
+    (RMSprop, torch.optim.RMSprop, dict(lr=0.01, momentum=0.9)),
+    (RMSprop, torch.optim.RMSprop, dict(lr=0.01, centered=True)),
+    (RMSprop, torch.optim.RMSprop, dict(lr=0.01, alpha=0.9, eps=1e-6, weight_decay=0.05, momentum=0.5, centered=True)),
 ]
 
 
@@ -79,3 +85,46 @@ def test_bad_arguments():
         Adam([np.zeros(2)], lr=-1.0)
     with pytest.raises(ValueError):
         SGD([np.zeros(2)], lr=0.1).step([np.zeros(3)])
+    with pytest.raises(ValueError):
+        RMSprop([np.zeros(2)], lr=0.1, alpha=1.0)
+    with pytest.raises(ValueError):
+        Adagrad([np.zeros(2)], lr=0.1, lr_decay=-0.1)
+
+
+def torch_rates(make_scheduler, n, lr=0.05):
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+    sched, rates = make_scheduler(opt), []
+    for _ in range(n):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return np.array(rates)
+
+
+@pytest.mark.parametrize("warmup,total,start,eta_min", [(10, 60, 0.1, 1e-3), (1, 30, 0.5, 0.0), (0, 40, 0.1, 0.01)])
+def test_warmup_cosine_matches_torch(warmup, total, start, eta_min):
+    S = torch.optim.lr_scheduler
+    if warmup:
+        make = lambda opt: S.SequentialLR(opt, [S.LinearLR(opt, start_factor=start, total_iters=warmup),
+                                                S.CosineAnnealingLR(opt, T_max=total - warmup, eta_min=eta_min)],
+                                          milestones=[warmup])
+    else:
+        make = lambda opt: S.CosineAnnealingLR(opt, T_max=total, eta_min=eta_min)
+    n = total + 15   # past total_steps too: torch's cosine rises again, and so does ours
+    ours = np.array([warmup_cosine_lr(k, 0.05, warmup, total, start_factor=start, eta_min=eta_min) for k in range(n)])
+    assert np.abs(ours - torch_rates(make, n)).max() < 1e-15
+
+
+@pytest.mark.parametrize("step_size,gamma", [(20, 0.5), (7, 0.1), (1, 0.9)])
+def test_step_decay_matches_torch(step_size, gamma):
+    make = lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=step_size, gamma=gamma)
+    ours = np.array([step_decay_lr(k, 0.05, step_size, gamma) for k in range(60)])
+    ref = torch_rates(make, 60)
+    assert np.abs(ours - ref).max() <= 1e-12 * np.abs(ref).max()
+
+
+def test_schedule_arguments():
+    with pytest.raises(ValueError):
+        warmup_cosine_lr(0, 0.1, 10, 10)
+    with pytest.raises(ValueError):
+        step_decay_lr(0, 0.1, 0)
