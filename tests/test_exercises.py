@@ -22,9 +22,6 @@ from aicourse.exercises import (CODE_BEGIN, HIDDEN_BEGIN, TEXT_BEGIN, exercise_p
 from aicourse.notebooks import all_notebooks, new_notebook
 
 NOTEBOOKS = all_notebooks()
-#: Notebooks whose exercises are not yet in the course's one format (issue 10). The test below fails
-#: when a listed notebook is converted, so this list only shrinks.
-PENDING = {"05_optimizers"}
 
 
 def _read(path):
@@ -33,11 +30,7 @@ def _read(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_exercises_follow_the_format(path):
-    problems = exercise_problems(_read(path))
-    if path.stem in PENDING:
-        assert problems, f"{path.stem} follows the exercise format now: take it off PENDING"
-        pytest.skip(f"{path.stem}: exercises not converted yet")
-    assert problems == []
+    assert exercise_problems(_read(path)) == []
 
 
 def _grade_line(outputs) -> str:
@@ -51,7 +44,7 @@ def _without_hidden_tests(source: str) -> str:
     return re.sub(rf"\n?[ \t]*{re.escape(HIDDEN_BEGIN)}.*?### END HIDDEN TESTS", "", source, flags=re.S)
 
 
-@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.stem not in PENDING], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_graders_accept_the_solution_and_reject_a_wrong_answer(path):
     source = _read(path)
     student = student_version(source)
@@ -96,8 +89,7 @@ def test_student_release_replaces_solutions_and_hides_nothing_else(tmp_path, cap
         assert CODE_BEGIN not in text and HIDDEN_BEGIN not in text and TEXT_BEGIN not in text
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
         assert all("aicourse" not in c.metadata for c in nb.cells)
-        if path.stem not in PENDING:
-            assert text.count("raise NotImplementedError()") >= 2
+        assert text.count("raise NotImplementedError()") >= 2
 
 
 def test_student_version_of_a_template_exercise():
