@@ -41,9 +41,10 @@ def check_stats(executed: Path) -> dict:
     float32 comparisons with torch (on any device), and finite differences.
     Comparisons of two NumPy results ("numpy") are counted but set no maximum.
     """
-    stats = {"passed": 0, "caught": 0, "float64": 0.0, "float32": 0.0, "finite diff": 0.0}
+    stats = {"passed": 0, "caught": 0, "float64": 0.0, "float32": 0.0, "finite diff": 0.0, "cells s": 0.0}
     nb = nbformat.read(executed, as_version=4)
     for cell in nb.cells:
+        stats["cells s"] += cell.get("metadata", {}).get("papermill", {}).get("duration") or 0.0
         for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
             for line in out.get("text", "").splitlines() if out.get("output_type") == "stream" else []:
                 passed, caught, worst = report_counts(line)
@@ -277,17 +278,20 @@ def _write_summary(results: list[RunResult], out: Path, context: RunContext) -> 
 
 
 def summary_table(results: list[RunResult]) -> str:
-    """Markdown: one row per notebook with its checks and the largest error in each setting."""
-    rows = ["| notebook | status | seconds | device | checks passed | mistakes caught | "
+    """Markdown: one row per notebook with its time (in all; kernel start and papermill's set-up apart
+    from the cells' own run time), its checks and the largest error in each setting."""
+    rows = ["| notebook | status | seconds | start s | cells s | device | checks passed | mistakes caught | "
             "max rel float64 | max rel float32 | max rel finite diff |",
-            "|---|---|---:|---|---:|---:|---:|---:|---:|"]
+            "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
     for r in results:
         c = r.checks
         errs = " | ".join(f"{c[k]:.1e}" if c.get(k) else "-" for k in ("float64", "float32", "finite diff"))
         status = r.status.replace("|", "/")
         if r.status not in ("ok", "not run") and r.output.exists():
             status += f" (executed copy: `{r.output}`)"
-        rows.append(f"| {r.notebook} | {status} | {r.seconds:.1f} | {r.device} | "
+        cells = c.get("cells s", 0.0)
+        start = f"{r.seconds - cells:.1f} | {cells:.1f}" if cells else "- | -"
+        rows.append(f"| {r.notebook} | {status} | {r.seconds:.1f} | {start} | {r.device} | "
                     f"{c.get('passed', 0)} | {c.get('caught', 0)} | {errs} |")
     total = sum(r.seconds for r in results)
     failed = sum(r.status not in ("ok", "not run") for r in results)

@@ -33,6 +33,9 @@ def test_run_passes_parameters_and_writes_summary(small, tmp_path):
     assert result.checks["float64"] < 1e-15 and result.checks["float32"] == 0.0
     summary = (out / "summary.md").read_text()
     assert "| 01_small | ok |" in summary and "1 checks passed" in summary
+    row = next(line for line in summary.splitlines() if line.startswith("| 01_small"))
+    seconds, start, cells = (float(x) for x in row.split(" | ")[2:5])
+    assert 0 < cells < seconds and start == pytest.approx(seconds - cells, abs=0.11)
 
 
 def test_failure_keeps_output_and_exits_nonzero(small, tmp_path, capsys):
