@@ -37,6 +37,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="an nbgrader course folder (source/<notebook>/ and nbgrader_config.py) instead")
     sub.add_parser("links", help="rewrite every Colab badge and install cell from aicourse/config.py (REPO, REF)")
     sub.add_parser("env", help="print the one-line environment summary")
+    b = sub.add_parser("bench", help="time the course's NumPy operations against torch on the CPU and the device")
+    b.add_argument("ops", nargs="*", help="op names or families (e.g. linear-fwd conv2d lstm); default: all")
+    b.add_argument("--device", default="auto", help="device of the third column (auto, cpu, cuda, mps; default: auto)")
+    b.add_argument("--threads", type=int, help="CPU threads for NumPy and torch alike (default: torch's)")
+    b.add_argument("--out", default="executed/bench", help="folder for bench.md and bench.png")
+    b.add_argument("--quick", action="store_true", help="tiny sizes, short runs: proves it works, measures nothing")
     return ap
 
 
@@ -110,6 +116,11 @@ def _dispatch(args) -> int:
         for path in changed:
             print(f"rewrote: {path}")
         print(f"{len(changed)} file(s) now point at {config.REPO}@{config.REF}")
+        return 0
+    if args.command == "bench":
+        from .bench import run as bench
+        bench(args.ops, args.device, args.threads, args.out, quick=args.quick)
+        print((Path(args.out) / "bench.md").read_text() + f"\nwrote {args.out}/bench.md and {args.out}/bench.png")
         return 0
     if args.command == "env":
         from .device import env_summary, resolve_device
