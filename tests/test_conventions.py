@@ -1,5 +1,6 @@
 """Every course notebook follows the conventions, and each convention's test can fail."""
 
+import ast
 import copy
 
 import nbformat
@@ -7,7 +8,7 @@ import papermill
 import pytest
 
 from aicourse import config
-from aicourse.notebooks import NAME_RE, all_notebooks, new_notebook, problems
+from aicourse.notebooks import NAME_RE, all_notebooks, new_notebook, parameters_cells, problems
 
 NOTEBOOKS = all_notebooks()
 
@@ -32,6 +33,9 @@ def test_notebook_follows_conventions(path):
 def test_papermill_lists_every_parameter_with_type_and_help(path):
     params = papermill.inspect_notebook(str(path))
     assert {"seed", "device", "verbose"} <= set(params)
+    # papermill skips a line it cannot read (a comment with a second "="): then `-p name` is refused
+    declared = [s.target.id for s in ast.parse(parameters_cells(nbformat.read(path, 4))[0].source).body]
+    assert list(params) == declared, f"papermill sees {list(params)}, the cell declares {declared}"
     for name, p in params.items():
         assert p["help"], f"{name} has no help comment"
         assert p["inferred_type_name"] not in ("None", None), f"{name} has no type annotation"
