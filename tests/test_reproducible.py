@@ -23,4 +23,5 @@ def test_two_runs_print_identical_checks(name, tmp_path):
     lines = check_lines(first.output)
     # group lines carry each group's worst error to two digits: identical runs print identical lines
     assert len(lines) > 5 and first.checks["passed"] > 30 and lines == check_lines(second.output)
-    assert first.checks == second.checks
+    same = lambda stats: {k: v for k, v in stats.items() if k != "cells s"}  # everything but the run time
+    assert same(first.checks) == same(second.checks)
