@@ -190,9 +190,9 @@ def conv2d_backward(dout, cache):
     Wmat = W.reshape(G, Fg, Cg * kH * kW)
     dW = np.empty(Wmat.shape, dtype=np.result_type(dout, cols))
     dcols = np.empty(cols.shape, dtype=np.result_type(dout, W))
-    for g in range(G):
-        dW[g] = d[g] @ cols[g].T                                      # (Fg, K): sum over n, i, j
-        dcols[g] = Wmat[g].T @ d[g]                                   # (K, N*Ho*Wo)
+    for g in range(G):                                                # out=: no temporary result to copy
+        np.matmul(d[g], cols[g].T, out=dW[g])                         # (Fg, K): sum over n, i, j
+        np.matmul(Wmat[g].T, d[g], out=dcols[g])                      # (K, N*Ho*Wo)
     dcols = dcols.reshape(C, kH, kW, N, Ho, Wo).transpose(3, 0, 1, 2, 4, 5)
     dxp = col2im(dcols, (N, C, H + 2 * ph, Wd + 2 * pw), (sh, sw), (dh, dw))
     dx = dxp[:, :, ph:ph + H, pw:pw + Wd]
@@ -226,18 +226,24 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
     N, C, _, _, Ho, Wo = win.shape
     flat = win.reshape(N, C, kH * kW, Ho, Wo)
     arg = flat.argmax(axis=2)                                        # (N, C, Ho, Wo), first max
-    out = np.take_along_axis(flat, arg[:, :, None], axis=2)[:, :, 0]
+    out = flat.max(axis=2)                                           # the value at arg
     return out, (x.shape, xp.shape, arg, (kH, kW), st, pad)
 
 
 def max_pool2d_backward(dout, cache):
-    """dx of max pooling: each dout goes to its window's argmax (and adds where windows overlap)."""
-    x_shape, xp_shape, arg, (kH, kW), st, (ph, pw) = cache
+    """dx of max pooling: each dout goes to its window's argmax (and adds where windows overlap).
+
+    A scatter-add straight to the stored argmaxes, in x_pad flattened: flat index of window entry k of
+    output (n, c, i, j) = corner of the window + offset of entry k in the window.
+    """
+    x_shape, xp_shape, arg, (kH, kW), (sh, sw), (ph, pw) = cache
     N, C, Ho, Wo = dout.shape
-    onehot = np.zeros((N, C, kH * kW, Ho, Wo), dtype=dout.dtype)
-    np.put_along_axis(onehot, arg[:, :, None], dout[:, :, None], axis=2)
-    dxp = col2im(onehot.reshape(N, C, kH, kW, Ho, Wo), xp_shape, st, 1)
-    return dxp[:, :, ph:ph + x_shape[2], pw:pw + x_shape[3]]
+    Hp, Wp = xp_shape[2:]
+    offset = (np.arange(kH)[:, None] * Wp + np.arange(kW)).ravel()   # entry k = u*kW + v -> u*Wp + v
+    corner = (np.arange(N * C).reshape(N, C, 1, 1) * Hp + np.arange(Ho)[:, None] * sh) * Wp + np.arange(Wo) * sw
+    dxp = np.zeros(N * C * Hp * Wp, dtype=dout.dtype)
+    np.add.at(dxp, (corner + offset[arg]).ravel(), dout.ravel())     # adds up where windows overlap
+    return dxp.reshape(xp_shape)[:, :, ph:ph + x_shape[2], pw:pw + x_shape[3]]
 
 
 def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, count_include_pad=True):
@@ -253,7 +259,8 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, count_include_pad
     else:
         ones = np.pad(np.ones((1, 1) + x.shape[2:]), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
         count = windows(ones, (kH, kW), st, 1, (Ho, Wo)).sum(axis=(2, 3))[0, 0]
-    out = win.sum(axis=(2, 3)) / count
+    total = sum(win[:, :, u, v] for u in range(kH) for v in range(kW))   # kH*kW slice-adds, like col2im:
+    out = total / count                                      # much faster than win.sum(axis=(2, 3)) on the view
     return out, (x.shape, xp.shape, count, (kH, kW), st, (ph, pw))
 
 

@@ -12,10 +12,10 @@ def layer_norm_forward(x, gamma=None, beta=None, eps=1e-5):
     x: (..., D); gamma, beta: (D,) or None (elementwise_affine=False). Biased variance (1/D), like torch.
     Returns (y (..., D), cache).
     """
-    mu = x.mean(axis=-1, keepdims=True)
-    var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
+    x_hat = x - x.mean(axis=-1, keepdims=True)                # centred; scaled in place below
+    var = (x_hat ** 2).mean(axis=-1, keepdims=True)
     inv_std = 1.0 / np.sqrt(var + eps)
-    x_hat = (x - mu) * inv_std
+    x_hat *= inv_std                                          # in place: no new array, one pass fewer
     y = x_hat if gamma is None else x_hat * gamma
     if beta is not None:
         y = y + beta
@@ -31,9 +31,13 @@ def layer_norm_backward(dy, cache):
     x_hat, inv_std, gamma, has_beta = cache
     D = x_hat.shape[-1]
     dx_hat = dy if gamma is None else dy * gamma
-    dx = inv_std * (dx_hat - dx_hat.mean(axis=-1, keepdims=True)
-                    - x_hat * (dx_hat * x_hat).mean(axis=-1, keepdims=True))
-    dgamma = None if gamma is None else (dy * x_hat).reshape(-1, D).sum(axis=0)
+    mean_dx_hat = dx_hat.mean(axis=-1, keepdims=True)
+    mean_dx_hat_x_hat = np.einsum("...d,...d->...", dx_hat, x_hat)[..., None] / D   # no product array
+    dx = x_hat * mean_dx_hat_x_hat                            # then in place: dx_hat - mean - this, times inv_std
+    np.subtract(dx_hat, dx, out=dx)
+    dx -= mean_dx_hat
+    dx *= inv_std
+    dgamma = None if gamma is None else np.einsum("nd,nd->d", dy.reshape(-1, D), x_hat.reshape(-1, D))
     dbeta = dy.reshape(-1, D).sum(axis=0) if has_beta else None
     return dx, dgamma, dbeta
 
