@@ -1,4 +1,4 @@
-"""Command line: `aicourse run|export|check|new|handout|links|env` (also `python -m aicourse ...`)."""
+"""Command line: `aicourse run|export|check|new|handout|links|env|bench|book` (also `python -m aicourse ...`)."""
 
 from __future__ import annotations
 
@@ -43,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, help="CPU threads for NumPy and torch alike (default: torch's)")
     b.add_argument("--out", default="executed/bench", help="folder for bench.md and bench.png")
     b.add_argument("--quick", action="store_true", help="tiny sizes, short runs: proves it works, measures nothing")
+    k = sub.add_parser("book", help="build the course as a static HTML site that needs no network "
+                                    "(executes the notebooks first)")
+    k.add_argument("notebooks", nargs="*", help="numbers or names; default: all, in order")
+    k.add_argument("--out", default="_build/book", help="folder for the site (default: _build/book)")
+    k.add_argument("--build", help="folder for the executed notebooks and Sphinx sources (default: OUT-build)")
+    k.add_argument("--no-progress", action="store_true", help="no progress bars")
     return ap
 
 
@@ -121,6 +127,15 @@ def _dispatch(args) -> int:
         from .bench import run as bench
         bench(args.ops, args.device, args.threads, args.out, quick=args.quick)
         print((Path(args.out) / "bench.md").read_text() + f"\nwrote {args.out}/bench.md and {args.out}/bench.png")
+        return 0
+    if args.command == "book":
+        from .book import build
+        from .runner import Interrupted
+        try:
+            build(args.notebooks or None, args.out, args.build, progress=not args.no_progress)
+        except Interrupted:
+            print("\naicourse: interrupted; no book was built.", file=sys.stderr)
+            return 130
         return 0
     if args.command == "env":
         from .device import env_summary, resolve_device
