@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from aicourse.checks import rel_error
 from aicourse.lessons.cnn_training import (IDX_TYPES, MNIST_FILES, Conv2d, Flatten, Linear, MaxPool2d, ReLU,
                                            Sequential, from_torch, load_idx, load_mnist, trace_shapes)
+from initcheck import assert_torch_init
 
 TOL = 1e-10
 CODE = {np.dtype(v): k for k, v in IDX_TYPES.items()}
@@ -130,23 +131,6 @@ def test_layers_init_like_torch_bounds():
     conv, lin = Conv2d(3, 5, 3, rng=rng), Linear(20, 4, rng=rng)
     assert np.abs(conv.W).max() <= 1 / np.sqrt(27) and np.abs(lin.W).max() <= 1 / np.sqrt(20)
     assert conv.W.shape == (5, 3, 3, 3) and lin.W.shape == (4, 20)
-
-
-def assert_torch_init(a, fan_in, what):
-    """``a`` looks like many draws of torch's default init for nn.Conv2d / nn.Linear weights AND biases:
-    kaiming_uniform_(a=sqrt(5)) gives U(-1/sqrt(fan_in), 1/sqrt(fan_in)), the bias the same bound, with
-    fan_in = in_channels / groups * kh * kw for a convolution.
-
-    With thousands of draws: every |a| <= bound (float32 rounding allowed), the largest within 2% of it
-    (P(miss) = 0.98**n), the standard deviation within 5% of bound/sqrt(3) (sampling error ~ sqrt(0.2/n))."""
-    a = np.asarray(a, dtype=np.float64).ravel()
-    bound = 1.0 / np.sqrt(fan_in)
-    assert a.size >= 1000, f"{what}: too few draws ({a.size}) to test a distribution"
-    assert np.abs(a).max() <= bound * (1 + 1e-6), f"{what}: max |a| {np.abs(a).max():.4g} > bound {bound:.4g}"
-    assert np.abs(a).max() >= 0.98 * bound, f"{what}: max |a| {np.abs(a).max():.4g} far below bound {bound:.4g}"
-    std_want = bound / np.sqrt(3)
-    assert abs(a.std() / std_want - 1) < 0.05, f"{what}: std {a.std():.4g}, torch's {std_want:.4g}"
-    assert abs(a.mean()) < 5 * std_want / np.sqrt(a.size), f"{what}: mean {a.mean():.3g} is not 0"
 
 
 # (in_channels, out_channels, kernel_size, groups): plain, grouped with a non-square kernel, depthwise

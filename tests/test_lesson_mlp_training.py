@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from aicourse.lessons.losses import cross_entropy
 from aicourse.lessons.mlp_training import accuracy, init_mlp, mlp_backward, mlp_forward
+from initcheck import assert_torch_init
 
 
 def torch_model(params):
@@ -38,22 +39,6 @@ def test_forward_backward_match_torch(sizes, batch):
     for g, p, p_t in zip(grads, params, model.parameters()):
         assert g.shape == p.shape
         np.testing.assert_allclose(g, p_t.grad.numpy(), rtol=1e-10, atol=1e-14)
-
-
-def assert_torch_init(a, fan_in, what):
-    """``a`` looks like many draws of torch's default init for nn.Linear / nn.Conv2d weights AND biases:
-    kaiming_uniform_(a=sqrt(5)) gives U(-1/sqrt(fan_in), 1/sqrt(fan_in)), the bias the same bound.
-
-    With thousands of draws: every |a| <= bound (float32 rounding allowed), the largest within 2% of it (P(miss) = 0.98**n),
-    the standard deviation within 5% of bound/sqrt(3) (its own sampling error is about sqrt(0.2/n))."""
-    a = np.asarray(a, dtype=np.float64).ravel()
-    bound = 1.0 / np.sqrt(fan_in)
-    assert a.size >= 1000, f"{what}: too few draws ({a.size}) to test a distribution"
-    assert np.abs(a).max() <= bound * (1 + 1e-6), f"{what}: max |a| {np.abs(a).max():.4g} > bound {bound:.4g}"
-    assert np.abs(a).max() >= 0.98 * bound, f"{what}: max |a| {np.abs(a).max():.4g} far below bound {bound:.4g}"
-    std_want = bound / np.sqrt(3)
-    assert abs(a.std() / std_want - 1) < 0.05, f"{what}: std {a.std():.4g}, torch's {std_want:.4g}"
-    assert abs(a.mean()) < 5 * std_want / np.sqrt(a.size), f"{what}: mean {a.mean():.3g} is not 0"
 
 
 def test_init_like_torch_linear():
