@@ -91,7 +91,7 @@ def _short(where: str) -> str:
     place, _, dtype = where.partition("/")
     if place == "numpy":
         return "numpy"
-    return f"{place}/{dtype.replace('float', 'f').replace('bf', 'bf')}"
+    return f"{place}/{dtype.replace('float', 'f')}"
 
 
 def _fit(text: str, width: int) -> str:
