@@ -71,7 +71,7 @@ def _randn(rng, *shape):
     return rng.standard_normal(shape)
 
 
-# ---- linear (04) --------------------------------------------------------------------------------------
+# ---- linear (05) --------------------------------------------------------------------------------------
 def _linear(rng, small):
     N, I, O = (4, 5, 3) if small else (256, 512, 512)
     return f"x ({N},{I}) W ({O},{I})", _randn(rng, N, I), _randn(rng, O, I), _randn(rng, O), _randn(rng, N, O)
@@ -92,7 +92,7 @@ def _(rng, small):
                 4 * x.shape[0] * W.size)
 
 
-# ---- convolution and pooling (07) ---------------------------------------------------------------------
+# ---- convolution and pooling (10) ---------------------------------------------------------------------
 def _conv(rng, small, naive):
     N, C, Fo, H = (2, 3, 4, 6) if small else (2, 4, 8, 16) if naive else (8, 16, 32, 32)
     x, W, b, dout = _randn(rng, N, C, H, H), _randn(rng, Fo, C, 3, 3), _randn(rng, Fo), _randn(rng, N, Fo, H, H)
@@ -140,7 +140,7 @@ _pool_ops("maxpool", convolution.max_pool2d_forward, convolution.max_pool2d_back
 _pool_ops("avgpool", convolution.avg_pool2d_forward, convolution.avg_pool2d_backward, F.avg_pool2d)
 
 
-# ---- RNN, LSTM, GRU (09, 10): one layer, time-major ----------------------------------------------------
+# ---- RNN, LSTM, GRU (13, 14): one layer, time-major ----------------------------------------------------
 def _recurrent_ops(kind, gates, module, forward, backward):
     def data(rng, small):
         T, N, D, H = (3, 2, 4, 5) if small else (32, 32, 128, 128)
@@ -182,7 +182,7 @@ _recurrent_ops("lstm", 4, torch.nn.LSTM, lstm_gru.lstm_forward, lstm_gru.lstm_ba
 _recurrent_ops("gru", 3, torch.nn.GRU, lstm_gru.gru_forward, lstm_gru.gru_backward)
 
 
-# ---- attention (12) and layer norm (13) ----------------------------------------------------------------
+# ---- attention (16) and layer norm (17) ----------------------------------------------------------------
 def _attention(rng, small):
     N, h, L, d = (2, 2, 3, 4) if small else (8, 4, 128, 64)
     q, k, v, dout = (_randn(rng, N, h, L, d) for _ in range(4))
@@ -224,7 +224,7 @@ def _(rng, small):
                 _backward(lambda x, g, b: F.layer_norm(x, x.shape[-1:], g, b), (x, g, b), dy))
 
 
-# ---- one MLP training step (06) and one transformer block (13) -----------------------------------------
+# ---- one MLP training step (07) and one transformer block (17) -----------------------------------------
 @op("mlp-step")
 def _(rng, small):
     sizes, N, lr = ([5, 4, 3], 6, 0.01) if small else ([256, 512, 512, 10], 128, 0.01)

@@ -15,7 +15,7 @@ def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="aicourse", description="Run, check and export the course notebooks.")
     sub = ap.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="execute notebooks headless with papermill and print a summary")
-    r.add_argument("notebooks", nargs="*", help="numbers or names (e.g. 01 07_convolution); default: all, in order")
+    r.add_argument("notebooks", nargs="*", help="numbers or names (e.g. 01 10_convolution); default: all, in order")
     r.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="set a notebook parameter (repeatable)")
     r.add_argument("--device", help="shorthand for -p device D (auto, cpu, cuda, mps)")

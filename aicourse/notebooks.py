@@ -25,7 +25,7 @@ def all_notebooks(folder: Path | None = None) -> list[Path]:
 
 
 def find_notebook(name: str, folder: Path | None = None) -> Path:
-    """Resolve ``"07"``, ``"07_convolution"``, ``"07_convolution.ipynb"`` or a path.
+    """Resolve ``"07"``, ``"10_convolution"``, ``"10_convolution.ipynb"`` or a path.
 
     An unknown name raises FileNotFoundError with the list of notebooks.
     """
@@ -42,7 +42,7 @@ def find_notebook(name: str, folder: Path | None = None) -> Path:
 
 
 def slug(path: Path) -> str:
-    """``07_convolution.ipynb`` -> ``convolution`` (the name of its exported module)."""
+    """``10_convolution.ipynb`` -> ``convolution`` (the name of its exported module)."""
     m = NAME_RE.match(Path(path).name)
     if not m:
         raise ValueError(f"{Path(path).name} is not named NN_words.ipynb")

@@ -25,7 +25,7 @@ import pytest
 from aicourse import book, config
 from aicourse.cli import main
 
-LESSONS = ["00_setup_and_tour", "03_losses", "12_attention"]
+LESSONS = ["00_setup_and_tour", "04_losses", "16_attention"]
 SCREENSHOTS = config.ROOT / "executed" / "book-screenshots"
 
 
@@ -144,7 +144,7 @@ def browsed(site):
         chromium(["--window-size=1280,2000", f"--screenshot={shots / (page.stem + '.png')}"], page.as_uri(),
                  tmp / f"profile-shot-{i}")
         for view, selector in VIEWS.items():
-            if page.stem in LESSONS and (page.stem == "03_losses" or view == "figure"):
+            if page.stem in LESSONS and (page.stem == "04_losses" or view == "figure"):
                 section_screenshot(page, selector, shots / f"{page.stem}-{view}.png", tmp / f"profile-{view}-{i}")
         return page, dom
 
@@ -223,10 +223,10 @@ def test_the_checks_catch_a_broken_page(site):
     """A page with a TeX error, a missing image and a broken link fails all three checks."""
     root, tmp = site
     bad = root / "planted-bad.html"
-    config = re.search(r"<script>window.MathJax = .*?</script>", (root / "03_losses.html").read_text()).group(0)
+    config = re.search(r"<script>window.MathJax = .*?</script>", (root / "04_losses.html").read_text()).group(0)
     bad.write_text(f'<html><head>{config}<script defer src="_static/mathjax/tex-chtml.js"></script></head><body>'
                    '<p>\\(\\undefinedmacro x\\)</p><img src="_images/no-such-figure.png">'
-                   '<a href="no-such-page.html">x</a><a href="03_losses.html#fine">ok</a></body></html>')
+                   '<a href="no-such-page.html">x</a><a href="04_losses.html#fine">ok</a></body></html>')
     try:
         dom = chromium(["--dump-dom"], bad.as_uri(), tmp / "profile-bad")
         problems = page_problems(root, bad, dom)

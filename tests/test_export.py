@@ -20,7 +20,7 @@ def test_every_lesson_module_imports_on_its_own(module):
 
 
 def test_lesson_modules_are_named_after_notebooks():
-    assert slug(config.NOTEBOOKS / "07_convolution.ipynb") == "convolution"
+    assert slug(config.NOTEBOOKS / "10_convolution.ipynb") == "convolution"
     exporting = {slug(p) for p in all_notebooks()
                  if any(c.source.startswith("#| export") for c in nbformat.read(p, 4).cells)}
     assert exporting == {p.stem for p in config.LESSONS.glob("*.py")} - {"__init__"}

@@ -1,4 +1,4 @@
-"""aicourse.lessons.attention (notebook 12) against torch, forward and backward, masks included."""
+"""aicourse.lessons.attention (notebook 16) against torch, forward and backward, masks included."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""aicourse.lessons.cnn_training (notebook 08): IDX/MNIST loading on tiny files written here,
+"""aicourse.lessons.cnn_training (notebook 11): IDX/MNIST loading on tiny files written here,
 the NumPy CNN layers against torch, and the shape tracer."""
 
 import gzip

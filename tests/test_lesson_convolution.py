@@ -1,4 +1,4 @@
-"""aicourse.lessons.convolution (notebook 07) against torch, without running the notebook."""
+"""aicourse.lessons.convolution (notebook 10) against torch, without running the notebook."""
 
 import itertools
 

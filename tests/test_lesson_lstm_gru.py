@@ -1,4 +1,4 @@
-"""aicourse.lessons.lstm_gru (notebook 10) against nn.LSTM / nn.GRU and their cells, forward and backward."""
+"""aicourse.lessons.lstm_gru (notebook 14) against nn.LSTM / nn.GRU and their cells, forward and backward."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""aicourse.lessons.rnn (notebook 09) against nn.RNN / nn.RNNCell / clip_grad_norm_, forward and backward."""
+"""aicourse.lessons.rnn (notebook 13) against nn.RNN / nn.RNNCell / clip_grad_norm_, forward and backward."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""aicourse.lessons.sequence_models (notebook 11): the adding problem and the LSTM regressor's gradient vs torch."""
+"""aicourse.lessons.sequence_models (notebook 15): the adding problem and the LSTM regressor's gradient vs torch."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""aicourse.lessons.transformer (notebook 13) against torch: layer norm, positional encoding, encoder layer."""
+"""aicourse.lessons.transformer (notebook 17) against torch: layer norm, positional encoding, encoder layer."""
 
 import numpy as np
 import pytest
