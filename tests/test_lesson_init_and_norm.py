@@ -1,0 +1,79 @@
+"""aicourse.lessons.init_and_norm (notebook 09) against torch, without running the notebook."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from aicourse.checks import rel_error
+from aicourse.lessons.init_and_norm import batchnorm_backward, batchnorm_forward
+
+TOL = 1e-10  # float64 NumPy vs float64 torch on the CPU
+
+
+def rel(a, b):
+    """The course's relative error (aicourse.checks.rel_error), shapes required to match."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return rel_error(a, b)
+
+
+def torch_bn(C, ndim, gamma, beta, momentum, eps):
+    layer = (nn.BatchNorm1d if ndim == 2 else nn.BatchNorm2d)(C, momentum=momentum, eps=eps).double()
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor(gamma)); layer.bias.copy_(torch.tensor(beta))
+    return layer
+
+
+@pytest.mark.parametrize("shape", [(8, 3), (2, 3), (3, 4, 5, 2), (1, 2, 3, 3)])
+@pytest.mark.parametrize("momentum,eps", [(0.1, 1e-5), (0.3, 1e-3), (1.0, 1e-5)])
+def test_train_steps_buffers_and_eval_vs_torch(shape, momentum, eps):
+    rng = np.random.default_rng(0)
+    C = shape[1]
+    gamma, beta = rng.uniform(0.5, 2, C), rng.standard_normal(C)
+    layer = torch_bn(C, len(shape), gamma, beta, momentum, eps)
+    r_mean, r_var = np.zeros(C), np.ones(C)
+    for _ in range(3):
+        x = rng.standard_normal(shape) * 2.5 + 1.5
+        before_mean, before_var = r_mean.copy(), r_var.copy()
+        out, _, new_mean, new_var = batchnorm_forward(x, gamma, beta, r_mean, r_var, True, momentum, eps)
+        assert np.array_equal(r_mean, before_mean) and np.array_equal(r_var, before_var)  # not in place
+        r_mean, r_var = new_mean, new_var
+        assert rel(out, layer.train()(torch.tensor(x)).detach()) < TOL
+        assert rel(r_mean, layer.running_mean) < TOL
+        assert rel(r_var, layer.running_var) < TOL
+    x = rng.standard_normal(shape)
+    out, _, m_same, v_same = batchnorm_forward(x, gamma, beta, r_mean, r_var, False, momentum, eps)
+    assert rel(out, layer.eval()(torch.tensor(x)).detach()) < TOL
+    assert np.array_equal(m_same, r_mean) and np.array_equal(v_same, r_var)
+
+
+@pytest.mark.parametrize("shape", [(8, 3), (2, 4), (3, 4, 5, 2)])
+@pytest.mark.parametrize("train", [True, False])
+def test_backward_vs_autograd(shape, train):
+    rng = np.random.default_rng(1)
+    C = shape[1]
+    gamma, beta = rng.uniform(0.5, 2, C), rng.standard_normal(C)
+    r_mean, r_var = rng.standard_normal(C), rng.uniform(0.5, 2, C)
+    x, dout = rng.standard_normal(shape) * 3 - 1, rng.standard_normal(shape)
+    _, cache, _, _ = batchnorm_forward(x, gamma, beta, r_mean, r_var, train=train)
+    dx, dgamma, dbeta = batchnorm_backward(dout, cache)
+    layer = torch_bn(C, len(shape), gamma, beta, 0.1, 1e-5)
+    with torch.no_grad():
+        layer.running_mean.copy_(torch.tensor(r_mean)); layer.running_var.copy_(torch.tensor(r_var))
+    layer.train(train)
+    xt = torch.tensor(x, requires_grad=True)
+    layer(xt).backward(torch.tensor(dout))
+    assert rel(dx, xt.grad) < TOL
+    assert rel(dgamma, layer.weight.grad) < TOL
+    assert rel(dbeta, layer.bias.grad) < TOL
+
+
+def test_one_value_per_channel_and_bad_rank_raise():
+    with pytest.raises(ValueError):
+        batchnorm_forward(np.ones((1, 3)), np.ones(3), np.zeros(3), np.zeros(3), np.ones(3))
+    with pytest.raises(ValueError):
+        batchnorm_forward(np.ones((2, 3, 4)), np.ones(3), np.zeros(3), np.zeros(3), np.ones(3))
+    # eval mode with one example is fine (running statistics)
+    out, _, _, _ = batchnorm_forward(np.ones((1, 3)), np.ones(3), np.zeros(3), np.zeros(3), np.ones(3), train=False)
+    assert out.shape == (1, 3)
