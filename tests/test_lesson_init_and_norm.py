@@ -6,7 +6,9 @@ import torch
 import torch.nn as nn
 
 from aicourse.checks import rel_error
-from aicourse.lessons.init_and_norm import batchnorm_backward, batchnorm_forward
+from aicourse.lessons.init_and_norm import (batchnorm_backward, batchnorm_forward, calculate_gain,
+                                            deep_relu_statistics, fan_in_and_fan_out, he_std, uniform_bound,
+                                            xavier_std)
 
 TOL = 1e-10  # float64 NumPy vs float64 torch on the CPU
 
@@ -77,3 +79,50 @@ def test_one_value_per_channel_and_bad_rank_raise():
     # eval mode with one example is fine (running statistics)
     out, _, _, _ = batchnorm_forward(np.ones((1, 3)), np.ones(3), np.zeros(3), np.zeros(3), np.ones(3), train=False)
     assert out.shape == (1, 3)
+
+
+@pytest.mark.parametrize("shape", [(7, 3), (3, 7), (8, 4, 3, 2), (2, 5, 1, 1), (4, 2, 3)])
+def test_fans_vs_torch(shape):
+    assert fan_in_and_fan_out(shape) == nn.init._calculate_fan_in_and_fan_out(torch.empty(shape))
+
+
+@pytest.mark.parametrize("name", ["linear", "conv2d", "sigmoid", "tanh", "relu"])
+def test_gains_vs_torch(name):
+    assert abs(calculate_gain(name) - nn.init.calculate_gain(name)) < 1e-15
+
+
+def _spread(init, shape, **kw):
+    torch.manual_seed(0)
+    return init(torch.empty(shape, dtype=torch.float64), **kw).numpy()
+
+
+@pytest.mark.parametrize("shape", [(256, 1024), (1024, 256), (64, 128, 3, 3)])
+def test_init_spread_vs_torch(shape):
+    """The std of torch's samples within 2 % of the derived one: a wrong gain or swapped fan is off by >= 25 %."""
+    n_in, n_out = fan_in_and_fan_out(shape)
+    w = _spread(nn.init.xavier_normal_, shape, gain=5 / 3)
+    assert abs(w.std() / xavier_std(n_in, n_out, 5 / 3) - 1) < 0.02
+    w = _spread(nn.init.xavier_uniform_, shape)
+    assert abs(w.std() / xavier_std(n_in, n_out) - 1) < 0.02
+    assert 0.99 * uniform_bound(xavier_std(n_in, n_out)) < np.abs(w).max() <= uniform_bound(xavier_std(n_in, n_out))
+    w = _spread(nn.init.kaiming_normal_, shape, nonlinearity="relu")
+    assert abs(w.std() / he_std(n_in) - 1) < 0.02
+    w = _spread(nn.init.kaiming_uniform_, shape, mode="fan_out", nonlinearity="relu")
+    assert abs(w.std() / he_std(n_out) - 1) < 0.02
+
+
+def test_deep_relu_statistics_vs_autograd():
+    rng = np.random.default_rng(2)
+    x, top = rng.standard_normal((5, 6)), rng.standard_normal((5, 4))
+    weights = [rng.standard_normal((6, 6)), rng.standard_normal((3, 6)), rng.standard_normal((4, 3))]
+    zs, deltas, dWs = deep_relu_statistics(x, weights, top)
+    Wt = [torch.tensor(W, requires_grad=True) for W in weights]
+    h, zt = torch.tensor(x), []
+    for l, W in enumerate(Wt):
+        zt.append(h @ W.T); zt[-1].retain_grad()
+        h = torch.relu(zt[-1]) if l < len(Wt) - 1 else zt[-1]
+    h.backward(torch.tensor(top))
+    for l in range(len(weights)):
+        assert rel(zs[l], zt[l].detach()) < TOL
+        assert rel(deltas[l], zt[l].grad) < TOL
+        assert rel(dWs[l], Wt[l].grad) < TOL
