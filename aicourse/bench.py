@@ -5,7 +5,6 @@ the flop count) and one loop over it. NumPy and torch on the CPU run in float64 
 (:func:`aicourse.timing.time_it`); the device runs float32 with TF32 off. Forward rows run torch without
 autograd; backward rows time the backward alone (NumPy from a stored cache, torch through a stored graph).
 Every NumPy callable returns what its torch twin returns, so tests can prove both compute the same thing.
-Batch norm and embedding join the registry once aicourse.lessons exports them.
 """
 
 from __future__ import annotations
@@ -21,7 +20,8 @@ from tqdm.auto import tqdm
 
 from .checks import tensor
 from .device import device_name, env_summary, resolve_device
-from .lessons import attention, backpropagation, convolution, losses, lstm_gru, mlp_training, rnn, transformer
+from .lessons import (attention, backpropagation, convolution, init_and_norm, losses, lstm_gru, mlp_training, rnn,
+                      tokenization, transformer)
 from .timing import Timing, _fmt, time_it
 
 
@@ -222,6 +222,61 @@ def _(rng, small):
     cache = transformer.layer_norm_forward(x, g, b)[1]
     return Case(size, lambda: transformer.layer_norm_backward(dy, cache),
                 _backward(lambda x, g, b: F.layer_norm(x, x.shape[-1:], g, b), (x, g, b), dy))
+
+
+# ---- batch norm (09) and embedding (18) ---------------------------------------------------------------
+def _batchnorm(rng, small):
+    N, C, n = (3, 2, 2) if small else (64, 64, 16)
+    return (f"x ({N},{C},{n},{n}), train mode", _randn(rng, N, C, n, n), 1 + 0.1 * _randn(rng, C), _randn(rng, C),
+            _randn(rng, N, C, n, n))
+
+
+def _bn_torch(x, g, b):
+    return F.batch_norm(x, None, None, g, b, training=True)
+
+
+@op("batchnorm-fwd")
+def _(rng, small):
+    size, x, g, b, _ = _batchnorm(rng, small)
+    C = x.shape[1]
+    return Case(size, lambda: init_and_norm.batchnorm_forward(x, g, b, np.zeros(C), np.ones(C))[0],
+                _forward(_bn_torch, x, g, b))
+
+
+@op("batchnorm-bwd")
+def _(rng, small):
+    size, x, g, b, dout = _batchnorm(rng, small)
+    C = x.shape[1]
+    cache = init_and_norm.batchnorm_forward(x, g, b, np.zeros(C), np.ones(C))[1]
+    return Case(size, lambda: init_and_norm.batchnorm_backward(dout, cache), _backward(_bn_torch, (x, g, b), dout))
+
+
+def _embedding(rng, small):
+    V, d, N, T = (7, 3, 2, 4) if small else (10_000, 256, 64, 128)
+    idx = rng.integers(0, V, (N, T))
+    return f"E ({V},{d}), ids ({N},{T})", _randn(rng, V, d), idx, _randn(rng, N, T, d)
+
+
+@op("embedding-fwd")
+def _(rng, small):
+    size, E, idx, _ = _embedding(rng, small)
+
+    def make(dev, dt):
+        Et, it = tensor(E, dev, dt), torch.as_tensor(idx, device=dev)
+        return _no_grad(lambda: F.embedding(it, Et))
+    return Case(size, lambda: tokenization.embedding_forward(E, idx)[0], make)
+
+
+@op("embedding-bwd")
+def _(rng, small):
+    size, E, idx, dout = _embedding(rng, small)
+    cache = tokenization.embedding_forward(E, idx)[1]
+
+    def make(dev, dt):
+        Et, it = tensor(E, dev, dt, grad=True), torch.as_tensor(idx, device=dev)
+        out, d = F.embedding(it, Et), tensor(dout, dev, dt)
+        return lambda: torch.autograd.grad(out, [Et], d, retain_graph=True)
+    return Case(size, lambda: tokenization.embedding_backward(dout, cache), make)
 
 
 # ---- one MLP training step (07) and one transformer block (17) -----------------------------------------
