@@ -165,5 +165,6 @@ def test_generate_cache_and_no_cache_agree():
     a = generate(p, idx, 6, 2, temperature=0.8, top_k=4, rng=np.random.default_rng(1), use_cache=True)
     b = generate(p, idx, 6, 2, temperature=0.8, top_k=4, rng=np.random.default_rng(1), use_cache=False)
     assert a.shape == (2, 9) and np.array_equal(a, b)
-    with pytest.raises(ValueError):
-        generate(p, idx, 10, 2)
+    a = generate(p, idx, 14, 2, rng=np.random.default_rng(2), use_cache=True)      # past the context of 12
+    b = generate(p, idx, 14, 2, rng=np.random.default_rng(2), use_cache=False)
+    assert a.shape == (2, 17) and np.array_equal(a, b)

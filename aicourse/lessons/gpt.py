@@ -276,19 +276,22 @@ def sample(probs, rng):
 
 
 def generate(params, idx, n_new, n_heads, temperature=1.0, top_k=None, rng=None, use_cache=True, **kw):
-    """Extend idx (N, T) by n_new sampled tokens. use_cache: feed one token per step and reuse every block's
-    keys and values (the KV cache); otherwise recompute the whole sequence each step. T + n_new must fit the
-    context (the rows of "wpe.weight"). kw: gelu, eps of gpt_forward. Returns (N, T + n_new) ids."""
+    """Extend idx (N, T) by n_new sampled tokens (kw: gelu, eps of gpt_forward). Returns (N, T + n_new) ids.
+
+    use_cache: feed one token per step and reuse every block's keys and values (the KV cache); otherwise
+    recompute the whole sequence each step. Once the sequence outgrows the context C (the rows of
+    "wpe.weight"), both recompute the last C tokens: with learned absolute positions every kept token moves
+    to a new position, so no cached key or value stays valid."""
     rng = np.random.default_rng(0) if rng is None else rng
-    idx = np.asarray(idx)
-    if idx.shape[1] + n_new > params["wpe.weight"].shape[0]:
-        raise ValueError("the prompt plus n_new tokens must fit the context")
-    logits, cache = gpt_forward(idx, params, n_heads, **kw)
-    for _ in range(n_new):
+    idx, C = np.asarray(idx), params["wpe.weight"].shape[0]
+    logits, cache = gpt_forward(idx[:, -C:], params, n_heads, **kw)
+    for step in range(n_new):
         nxt = sample(next_token_probs(logits[:, -1], temperature, top_k), rng)
         idx = np.concatenate([idx, nxt[:, None]], axis=1)
-        if use_cache:
+        if step == n_new - 1:
+            break
+        if use_cache and idx.shape[1] <= C:
             logits, cache = gpt_forward(nxt[:, None], params, n_heads, past=cache["present"], **kw)
         else:
-            logits, cache = gpt_forward(idx, params, n_heads, **kw)
+            logits, cache = gpt_forward(idx[:, -C:], params, n_heads, **kw)
     return idx
