@@ -1,0 +1,126 @@
+"""aicourse.lessons.compression (notebook 23): quantisation codes against torch's quantised tensors, integer for
+integer; the int8 linear layer; pruning masks against torch.nn.utils.prune; the distillation loss against
+F.kl_div and autograd."""
+
+import copy
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.nn.utils.prune as prune
+
+from aicourse.lessons.compression import (affine_qparams, dequantize, distillation_loss, global_magnitude_masks,
+                                          int8_mlp_forward, kd_loss, magnitude_mask, quantize_mlp,
+                                          quantize_per_channel, quantize_per_tensor, quantized_linear,
+                                          symmetric_qparams)
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*quantized tensor creation functions")
+
+
+def test_qparams_match_torch_observers():
+    from torch.ao.quantization import MinMaxObserver, PerChannelMinMaxObserver
+    rng = np.random.default_rng(0)
+    for shift in (-1.0, 0.5, 3.0):
+        x = (rng.standard_normal(500) + shift).astype(np.float32)
+        obs = MinMaxObserver(dtype=torch.quint8)
+        obs(torch.from_numpy(x))
+        s_t, z_t = obs.calculate_qparams()
+        s, z = affine_qparams(x.min(), x.max(), 0, 255)
+        assert s == s_t.item() and z == z_t.item()
+    W = rng.standard_normal((7, 9)).astype(np.float32)
+    obs = PerChannelMinMaxObserver(ch_axis=0, dtype=torch.qint8, qscheme=torch.per_channel_symmetric)
+    obs(torch.from_numpy(W))
+    s_t, z_t = obs.calculate_qparams()
+    s, z = symmetric_qparams(W.min(1), W.max(1), -128, 127)
+    np.testing.assert_array_equal(s, s_t.numpy())
+    np.testing.assert_array_equal(z, z_t.numpy())
+
+
+def test_quantize_per_tensor_equals_torch_codes_ties_clamp_and_random():
+    rng = np.random.default_rng(1)
+    s_tie = 2.0 ** -3
+    ties = ((np.arange(-300, 300) + 0.5) * s_tie).astype(np.float32)          # exact ties, many out of range
+    rand = (rng.standard_normal(100_003) * 3).astype(np.float32)
+    for x in (ties, rand):
+        for zp, dt, qmin, qmax in ((0, torch.qint8, -128, 127), (9, torch.quint8, 0, 255), (-5, torch.qint8, -128, 127)):
+            scale = s_tie if x is ties else float(affine_qparams(x.min(), x.max(), qmin, qmax)[0])
+            ref = torch.quantize_per_tensor(torch.from_numpy(x), scale, zp, dt).int_repr().numpy()
+            np.testing.assert_array_equal(quantize_per_tensor(x, scale, zp, qmin, qmax), ref)
+    # ties go to even: 0.5 -> 0, 1.5 -> 2, 2.5 -> 2
+    np.testing.assert_array_equal(quantize_per_tensor(np.array([0.5, 1.5, 2.5, -0.5, -1.5]), 1.0, 0, -128, 127),
+                                  [0, 2, 2, 0, -2])
+
+
+def test_quantize_per_channel_equals_torch_codes():
+    rng = np.random.default_rng(2)
+    for axis in (0, 1):
+        W = (rng.standard_normal((30, 200)) * 2).astype(np.float32)
+        W = W if axis == 0 else np.ascontiguousarray(W.T)
+        lo, hi = W.min(axis=1 - axis), W.max(axis=1 - axis)
+        s, z = affine_qparams(lo, hi, -128, 127)
+        ref = torch.quantize_per_channel(torch.from_numpy(W), torch.tensor(s, dtype=torch.float64), torch.tensor(z),
+                                         axis, torch.qint8).int_repr().numpy()
+        np.testing.assert_array_equal(quantize_per_channel(W, s, z, axis, -128, 127), ref)
+        deq = torch.quantize_per_channel(torch.from_numpy(W), torch.tensor(s, dtype=torch.float64), torch.tensor(z),
+                                         axis, torch.qint8).dequantize().numpy()
+        np.testing.assert_allclose(dequantize(quantize_per_channel(W, s, z, axis, -128, 127), s, z, axis=axis), deq,
+                                   rtol=1e-6, atol=1e-7)
+
+
+def test_quantized_linear_is_float_math_on_the_codes():
+    rng = np.random.default_rng(3)
+    x, W, b = rng.uniform(-1, 2, (5, 40)), rng.standard_normal((7, 40)), rng.standard_normal(7)
+    s_x, z_x = affine_qparams(x.min(), x.max(), 0, 255)
+    assert z_x != 0
+    s_w, _ = symmetric_qparams(W.min(1), W.max(1), -128, 127)
+    qx, qW = quantize_per_tensor(x, s_x, z_x, 0, 255), quantize_per_channel(W, s_w, np.zeros(7, int), 0, -128, 127)
+    assert qx.dtype == np.uint8 and qW.dtype == np.int8
+    y, acc = quantized_linear(qx, s_x, z_x, qW, s_w, b)
+    assert acc.dtype == np.int32
+    ref = F.linear(torch.tensor(dequantize(qx, s_x, z_x)), torch.tensor(dequantize(qW, s_w, 0, axis=0)),
+                   torch.tensor(b)).numpy()
+    np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_int8_mlp_close_to_float_mlp():
+    rng = np.random.default_rng(4)
+    params = [rng.standard_normal((16, 8)) / 3, rng.standard_normal(16) / 10, rng.standard_normal((3, 16)) / 4,
+              rng.standard_normal(3) / 10]
+    x = rng.uniform(0, 1, (50, 8))
+    h = np.maximum(x @ params[0].T + params[1], 0) @ params[2].T + params[3]
+    layers = quantize_mlp(params, x)
+    out = int8_mlp_forward(x, layers)
+    assert np.abs(out - h).max() < 0.02 * np.abs(h).max()
+    assert np.abs(int8_mlp_forward(x, quantize_mlp(params, x, w_bits=2)) - h).max() > np.abs(out - h).max()
+
+
+@pytest.mark.parametrize("amount", [0.1, 0.5, 0.8337])
+def test_magnitude_masks_equal_torch_prune(amount):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Linear(20, 5))
+    lin = copy.deepcopy(model[0])
+    prune.l1_unstructured(lin, "weight", amount=amount)
+    np.testing.assert_array_equal(magnitude_mask(model[0].weight.detach().numpy(), amount), lin.weight_mask.numpy())
+    m = copy.deepcopy(model)
+    prune.global_unstructured([(m[0], "weight"), (m[2], "weight")], pruning_method=prune.L1Unstructured, amount=amount)
+    masks = global_magnitude_masks([model[0].weight.detach().numpy(), model[2].weight.detach().numpy()], amount)
+    np.testing.assert_array_equal(masks[0], m[0].weight_mask.numpy())
+    np.testing.assert_array_equal(masks[1], m[2].weight_mask.numpy())
+
+
+@pytest.mark.parametrize("T,alpha", [(1.0, 1.0), (4.0, 0.9), (10.0, 0.3)])
+def test_distillation_loss_and_gradient_match_kl_div(T, alpha):
+    rng = np.random.default_rng(5)
+    zs, zt, y = rng.standard_normal((6, 4)) * 2, rng.standard_normal((6, 4)) * 2, rng.integers(0, 4, 6)
+    loss, dzs = distillation_loss(zs, zt, y, T, alpha)
+    zs_t = torch.tensor(zs, requires_grad=True)
+    kd = T * T * F.kl_div(F.log_softmax(zs_t / T, 1), F.softmax(torch.tensor(zt) / T, 1), reduction="batchmean")
+    lt = alpha * kd + (1 - alpha) * F.cross_entropy(zs_t, torch.tensor(y))
+    lt.backward()
+    np.testing.assert_allclose(loss, lt.item(), rtol=1e-12)
+    np.testing.assert_allclose(dzs, zs_t.grad.numpy(), rtol=1e-10, atol=1e-14)
+    l_kd, d_kd = kd_loss(zs, zt, T)
+    np.testing.assert_allclose(l_kd, kd.item(), rtol=1e-12)
