@@ -124,3 +124,19 @@ def test_distillation_loss_and_gradient_match_kl_div(T, alpha):
     np.testing.assert_allclose(dzs, zs_t.grad.numpy(), rtol=1e-10, atol=1e-14)
     l_kd, d_kd = kd_loss(zs, zt, T)
     np.testing.assert_allclose(l_kd, kd.item(), rtol=1e-12)
+
+
+def test_both_zero_point_conventions_and_the_probe():
+    """Adding z before or after rounding differ only on exact ties; the probe answers with a bool."""
+    from aicourse.lessons.compression import quantize_per_channel, quantize_per_tensor, torch_zero_point_first
+    s = 2.0 ** -4
+    ties = ((np.arange(-20, 20) + 0.5) * s).astype(np.float32)
+    first = quantize_per_tensor(ties, s, 3, 0, 255, zero_point_first=True)
+    after = quantize_per_tensor(ties, s, 3, 0, 255, zero_point_first=False)
+    np.testing.assert_array_equal(after, np.clip(np.rint(ties / np.float32(s)) + 3, 0, 255))
+    assert np.all(np.abs(first.astype(int) - after.astype(int)) <= 1) and np.any(first != after)
+    np.testing.assert_array_equal(quantize_per_tensor(ties, s, 0, -128, 127, zero_point_first=True),
+                                  quantize_per_tensor(ties, s, 0, -128, 127, zero_point_first=False))
+    pc = quantize_per_channel(ties[None, :], np.array([s]), np.array([3]), 0, 0, 255, zero_point_first=False)
+    np.testing.assert_array_equal(pc[0], after)
+    assert isinstance(torch_zero_point_first(), bool) and isinstance(torch_zero_point_first(per_channel=True), bool)

@@ -36,28 +36,56 @@ def symmetric_qparams(x_min, x_max, qmin, qmax):
     return scale, np.zeros(np.shape(scale), dtype=np.int64)
 
 
-def quantize_per_tensor(x, scale, zero_point, qmin, qmax):
+def quantize_per_tensor(x, scale, zero_point, qmin, qmax, zero_point_first=True):
     """q = clamp(round_half_even(x / s) + z, qmin, qmax) with torch's CPU arithmetic.
 
-    x is taken in float32; t = x * float32(1 / s) + z in one rounding (torch's fused multiply-add), then rounded to
-    the nearest integer, ties to even, and clamped (never wrapped).
+    x is taken in float32 and multiplied by float32(1 / s). torch's CPU kernels differ in one detail: the vectorised
+    x86 path (FBGEMM) adds z before rounding, t = x * (1/s) + z in one rounding (a fused multiply-add), while ATen's
+    reference path rounds x * (1/s) and then adds z. On an exact tie the two differ by one;
+    ``torch_zero_point_first()`` says which one this machine's torch uses. Clamped, never wrapped.
     """
     inv = np.float32(1.0) / np.float32(scale)
-    t = (np.asarray(x, np.float32).astype(np.float64) * np.float64(inv) + zero_point).astype(np.float32)
-    return np.clip(np.rint(t), qmin, qmax).astype(_code_dtype(qmin, qmax))
+    if zero_point_first:
+        t = np.rint((np.asarray(x, np.float32).astype(np.float64) * np.float64(inv) + zero_point).astype(np.float32))
+    else:
+        t = np.rint(np.asarray(x, np.float32) * inv) + zero_point
+    return np.clip(t, qmin, qmax).astype(_code_dtype(qmin, qmax))
 
 
-def quantize_per_channel(x, scales, zero_points, axis, qmin, qmax):
+def quantize_per_channel(x, scales, zero_points, axis, qmin, qmax, zero_point_first=True):
     """One (s, z) per slice of x along ``axis``: q = clamp(round_half_even(x / s_c) + z_c, qmin, qmax).
 
-    torch's per-channel CPU arithmetic: t = float32(float32(x * float32(1 / s_c)) + z_c), two roundings.
+    torch's per-channel CPU arithmetic: t = float32(float32(x * float32(1 / s_c)) + z_c), then rounded (z added
+    before rounding); with zero_point_first=False, round(x * (1 / s_c)) + z_c, as ATen's reference path.
     """
     x = np.asarray(x, np.float32)
     shape = [1] * x.ndim
     shape[axis] = -1
     inv = (np.float32(1.0) / np.asarray(scales, np.float32)).reshape(shape)
-    t = x * inv + np.asarray(zero_points).astype(np.float32).reshape(shape)
-    return np.clip(np.rint(t), qmin, qmax).astype(_code_dtype(qmin, qmax))
+    z = np.asarray(zero_points).astype(np.float32).reshape(shape)
+    t = np.rint(x * inv + z) if zero_point_first else np.rint(x * inv) + z
+    return np.clip(t, qmin, qmax).astype(_code_dtype(qmin, qmax))
+
+
+def torch_zero_point_first(per_channel=False):
+    """Whether this machine's torch adds the zero point before rounding (True) or after (False).
+
+    Probed on 67 exact ties (x / s = 0.5, z = 3: round(3.5) = 4 versus round(0.5) + 3 = 3); 67 values so that
+    both a vectorised body and a scalar tail are exercised. Raises if torch's answers are mixed."""
+    import torch
+    s = 2.0 ** -4
+    x = torch.full((67,), 0.5 * s, dtype=torch.float32)
+    if per_channel:
+        q = torch.quantize_per_channel(x[None, :], torch.tensor([s], dtype=torch.float64), torch.tensor([3]), 0,
+                                       torch.quint8)
+    else:
+        q = torch.quantize_per_tensor(x, s, 3, torch.quint8)
+    codes = set(q.int_repr().reshape(-1).tolist())
+    if codes == {4}:
+        return True
+    if codes == {3}:
+        return False
+    raise RuntimeError(f"torch quantises the same tie to {sorted(codes)} here: neither convention holds")
 
 
 def dequantize(q, scale, zero_point, axis=None):
