@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -50,6 +51,20 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--build", help="folder for the executed notebooks and Sphinx sources (default: OUT-build)")
     k.add_argument("--no-progress", action="store_true", help="no progress bars")
     return ap
+
+
+def entry() -> None:
+    """The console script and ``python -m aicourse``: main(), then exit with its code.
+
+    After an interrupted run (code 130) the process ends at once with os._exit: the killed kernel can leave
+    ZeroMQ sockets whose clean-up at interpreter exit waits for a peer that is gone, and Ctrl-C must not hang.
+    The summary and the partial copy are already written, and the output streams are flushed first."""
+    code = main()
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:
