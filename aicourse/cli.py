@@ -53,6 +53,18 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _ctrl_c_stops() -> None:
+    """Make Ctrl-C reach the runner even where the parent ignores or blocks SIGINT (a shell's background job,
+    a test runner's worker): both are inherited by a child process, and Python keeps an inherited SIG_IGN."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def entry() -> None:
     """The console script and ``python -m aicourse``: main(), then exit with its code.
 
@@ -79,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args) -> int:
     if args.command == "run":
         from .runner import Interrupted, run
+        _ctrl_c_stops()
         params = dict(args.parameter)
         if args.device:
             params["device"] = args.device

@@ -126,7 +126,10 @@ def test_the_checkout_you_stand_in_is_the_one_that_runs(small, tmp_path, monkeyp
     assert f"Notebooks: `{here / 'notebooks'}`" in (here / "out" / "summary.md").read_text()
 
 
-def test_ctrl_c_stops_the_kernel_and_writes_the_summary(tmp_path):
+@pytest.mark.parametrize("parent_ignores_sigint", [False, True])
+def test_ctrl_c_stops_the_kernel_and_writes_the_summary(tmp_path, parent_ignores_sigint):
+    """Also when started from a process that ignores SIGINT (a shell's background job, a test runner's worker):
+    a child inherits SIG_IGN, and Python keeps it unless the runner restores the handler."""
     import os
     import signal
     import subprocess
@@ -142,7 +145,9 @@ def test_ctrl_c_stops_the_kernel_and_writes_the_summary(tmp_path):
     nbformat.write(new_notebook(2, "after", "After"), folder / "02_after.ipynb")
     proc = subprocess.Popen([sys.executable, "-m", "aicourse", "run", "--out", "out", "--no-progress"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True,
+                            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if parent_ignores_sigint
+                            else None)
     deadline = time.monotonic() + 120
     while not (folder / "started").exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
