@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -63,20 +62,6 @@ def _ctrl_c_stops() -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         if hasattr(signal, "pthread_sigmask"):
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-
-
-def entry() -> None:
-    """The console script and ``python -m aicourse``: main(), then exit with its code.
-
-    After an interrupted run (code 130) the process ends at once with os._exit: the killed kernel can leave
-    ZeroMQ sockets whose clean-up at interpreter exit waits for a peer that is gone, and Ctrl-C must not hang.
-    The summary and the partial copy are already written, and the output streams are flushed first."""
-    code = main()
-    if code == 130:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(130)
-    sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:
