@@ -25,38 +25,31 @@ def _sub(params, prefix):
     return {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
 
 
+# the one-to-one names: nn.TransformerEncoderLayer's (the course's) -> BertLayer's, each with .weight and .bias
+BERT_RENAMES = {"self_attn.out_proj": "attention.output.dense", "norm1": "attention.output.LayerNorm",
+                "linear1": "intermediate.dense", "linear2": "output.dense", "norm2": "output.LayerNorm"}
+QKV = ("query", "key", "value")
+
+
 def bert_layer_params(hf_layer):
     """BertLayer's weights -> the params of encoder_layer_forward (17), nn.TransformerEncoderLayer's names.
 
     query/key/value are three nn.Linear (out, in): stacked row-wise they are in_proj_weight (3E, E).
     """
     s = as_numpy_state(hf_layer)
-    a = "attention.self."
-    return {"self_attn.in_proj_weight": np.concatenate([s[a + n + ".weight"] for n in ("query", "key", "value")]),
-            "self_attn.in_proj_bias": np.concatenate([s[a + n + ".bias"] for n in ("query", "key", "value")]),
-            "self_attn.out_proj.weight": s["attention.output.dense.weight"],
-            "self_attn.out_proj.bias": s["attention.output.dense.bias"],
-            "norm1.weight": s["attention.output.LayerNorm.weight"],
-            "norm1.bias": s["attention.output.LayerNorm.bias"],
-            "linear1.weight": s["intermediate.dense.weight"], "linear1.bias": s["intermediate.dense.bias"],
-            "linear2.weight": s["output.dense.weight"], "linear2.bias": s["output.dense.bias"],
-            "norm2.weight": s["output.LayerNorm.weight"], "norm2.bias": s["output.LayerNorm.bias"]}
+    p = {f"{ours}.{t}": s[f"{hf}.{t}"] for ours, hf in BERT_RENAMES.items() for t in ("weight", "bias")}
+    for t in ("weight", "bias"):
+        p[f"self_attn.in_proj_{t}"] = np.concatenate([s[f"attention.self.{n}.{t}"] for n in QKV])
+    return p
 
 
 def bert_layer_to_hf(p):
     """The inverse of bert_layer_params: course names -> BertLayer's names. Also maps gradients (see text)."""
-    W_q, W_k, W_v = np.split(p["self_attn.in_proj_weight"], 3)
-    b_q, b_k, b_v = np.split(p["self_attn.in_proj_bias"], 3)
-    return {"attention.self.query.weight": W_q, "attention.self.query.bias": b_q,
-            "attention.self.key.weight": W_k, "attention.self.key.bias": b_k,
-            "attention.self.value.weight": W_v, "attention.self.value.bias": b_v,
-            "attention.output.dense.weight": p["self_attn.out_proj.weight"],
-            "attention.output.dense.bias": p["self_attn.out_proj.bias"],
-            "attention.output.LayerNorm.weight": p["norm1.weight"],
-            "attention.output.LayerNorm.bias": p["norm1.bias"],
-            "intermediate.dense.weight": p["linear1.weight"], "intermediate.dense.bias": p["linear1.bias"],
-            "output.dense.weight": p["linear2.weight"], "output.dense.bias": p["linear2.bias"],
-            "output.LayerNorm.weight": p["norm2.weight"], "output.LayerNorm.bias": p["norm2.bias"]}
+    out = {f"{hf}.{t}": p[f"{ours}.{t}"] for ours, hf in BERT_RENAMES.items() for t in ("weight", "bias")}
+    for t in ("weight", "bias"):
+        out.update({f"attention.self.{n}.{t}": part
+                    for n, part in zip(QKV, np.split(p[f"self_attn.in_proj_{t}"], 3))})
+    return out
 
 
 def bert_key_padding_mask(attention_mask):
