@@ -149,10 +149,17 @@ def _report(result: CheckResult) -> CheckResult:
 
     Inside :func:`expect_failure` a failing check prints nothing: the caught line says it all.
     """
-    RESULTS.append(result)
-    inside_mistake = any(isinstance(block, _Mistake) for block in _OPEN)
-    groups = [block for block in _OPEN if isinstance(block, _Group)]
+    mistakes = [i for i, block in enumerate(_OPEN) if isinstance(block, _Mistake)]
+    inside_mistake = bool(mistakes)
+    if not inside_mistake:  # a pass inside expect_failure (or a grader) is not one of the lesson's checks
+        RESULTS.append(result)
+    # a check inside expect_failure belongs only to the groups opened inside that block (a grader's)
+    groups = [block for block in _OPEN[mistakes[-1] + 1 if mistakes else 0:] if isinstance(block, _Group)]
     if result.passed:
+        if inside_mistake:
+            if groups:
+                groups[-1].results.append(result)
+            return result
         if groups:
             groups[-1].results.append(result)
         if not groups:
@@ -220,8 +227,14 @@ def check_bound(name: str, value: float, *, low: float | None = None, high: floa
         raise ValueError("check_bound needs low, high or both")
     value = float(value)
     ok = np.isfinite(value) and (low is None or value >= low) and (high is None or value <= high)
-    parts = ([f"{value:.4g} >= {low:.4g}"] if low is not None else []) + \
-            ([f"{value:.4g} <= {high:.4g}"] if high is not None else [])
+    if ok:
+        parts = ([f"{value:.4g} >= {low:.4g}"] if low is not None else []) + \
+                ([f"{value:.4g} <= {high:.4g}"] if high is not None else [])
+    elif not np.isfinite(value):
+        parts = [f"{value} is not a finite number"]
+    else:  # say the side that was violated, so the line does not read as a true statement
+        parts = [f"{value:.4g} < {low:.4g}, wanted >= {low:.4g}" if low is not None and value < low
+                 else f"{value:.4g} > {high:.4g}, wanted <= {high:.4g}"]
     result = CheckResult(name, bool(ok), (), float("nan"), float("nan"), float("nan"), "", note,
                          text=" and ".join(parts))
     return _report(result)
@@ -393,6 +406,6 @@ def tensor(x, device="cpu", dtype=torch.float64, grad: bool = False) -> torch.Te
 def summary() -> str:
     """One line counting the checks run so far (a notebook's last cell prints it)."""
     passed = sum(r.passed for r in RESULTS)
-    uncaught = len(RESULTS) - passed - len(CAUGHT)  # a failure outside expect_failure raised already
+    uncaught = len(RESULTS) - passed  # RESULTS holds no check run inside expect_failure or a grader
     text = f"{passed} checks passed; {len(CAUGHT)} mistakes caught by a failing check"
     return text + (f"; {uncaught} other checks failed" if uncaught > 0 else "")

@@ -109,31 +109,80 @@ def device_name(device: torch.device | str) -> str:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                    name = line.split(":", 1)[1]
+                    for noise in ("(R)", "(TM)", " CPU", " Processor", " processor"):
+                        name = name.replace(noise, "")
+                    return " ".join(name.split())
     except OSError:
         pass
     return platform.processor() or platform.machine() or "CPU"
 
 
-def env_summary(device: torch.device | str = "cpu") -> str:
-    """One line: Python, NumPy, torch versions, CPU threads and the device."""
+def env_summary(device: torch.device | str = "cpu", width: int = 100) -> str:
+    """One line of at most ``width`` characters: Python, NumPy, torch, CPU threads, the device, TF32.
+
+    The device's model name is shortened (with an ellipsis) when the line would be longer.
+    """
     device = torch.device(device)
-    return (f"python {platform.python_version()} | numpy {np.__version__} | torch {torch.__version__} | "
-            f"threads {torch.get_num_threads()} | device {device} ({device_name(device)}) | "
-            f"tf32 {'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'}")
+    head = (f"python {platform.python_version()} | numpy {np.__version__} | torch {torch.__version__} | "
+            f"threads {torch.get_num_threads()} | {device} (")
+    tail = f") | tf32 {'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'}"
+    name, room = device_name(device), width - len(head) - len(tail)
+    if len(name) > room:
+        name = name[:max(room - 1, 3)] + "…"
+    return head + name + tail
 
 
-def setup(seed: int = 0, device: str = "auto", *, verbose: bool = False, quiet: bool = False) -> torch.device:
-    """The set-up cell of every notebook: validate, seed, fix numerics, report.
+#: Environment variable through which the runner and the test workers tell a kernel how many
+#: notebooks run at once on this machine (so that each takes its share of the cores).
+JOBS_VAR = "AICOURSE_JOBS"
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the platform has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def default_threads() -> int:
+    """The cores divided by the notebooks running at once (``AICOURSE_JOBS``, 1 if unset), at least 1."""
+    raw = os.environ.get(JOBS_VAR, "1")
+    try:
+        jobs = max(1, int(raw))
+    except ValueError:
+        raise ParameterError(f"{JOBS_VAR} must be a whole number of notebooks running at once, not {raw!r}.") from None
+    return max(1, available_cores() // jobs)
+
+
+def set_threads(threads: int = 0) -> int:
+    """Cap torch's intra-op pool and every BLAS/OpenMP pool (threadpoolctl) at ``threads``
+    (0: :func:`default_threads`), so that notebooks side by side never oversubscribe the cores."""
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 0:
+        raise ParameterError(f"threads must be a whole number >= 0 (0: automatic), not {threads!r}.")
+    n = int(threads) or default_threads()
+    torch.set_num_threads(n)
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(limits=n)  # NumPy's BLAS and OpenMP pools, for the rest of the process
+    return n
+
+
+def setup(seed: int = 0, device: str = "auto", *, verbose: bool = False, quiet: bool = False,
+          threads: int = 0) -> torch.device:
+    """The set-up cell of every notebook: validate, seed, fix numerics, cap threads, report.
 
     ``verbose`` (a notebook parameter) prints every check's own line instead of one
-    line per group; ``quiet`` skips the environment line. Returns the resolved ``torch.device``.
+    line per group; ``quiet`` skips the environment line; ``threads`` (a notebook parameter)
+    sets the CPU threads of torch and BLAS, 0 meaning the cores divided by the notebooks
+    running at once (see :func:`set_threads`). Returns the resolved ``torch.device``.
     """
     from . import checks
 
     if not isinstance(verbose, bool):
         raise ParameterError(f"verbose must be True or False, not {verbose!r}.")
     dev = resolve_device(device)
+    set_threads(threads)
     seed_everything(seed)
     set_numerics()
     checks.VERBOSE = verbose

@@ -70,10 +70,10 @@ def grade(exercise: str, test: Callable[[], object]) -> Grade:
     """
     start, verbose = len(checks.RESULTS), checks.VERBOSE
     checks.VERBOSE = False  # a grader's checks print nothing, even in a verbose run
-    block = checks._Group(f"exercise {exercise}")
-    checks._OPEN.append(block)
     mistake = checks._Mistake(f"exercise {exercise}")  # a failing check prints nothing; this line says it
     checks._OPEN.append(mistake)
+    block = checks._Group(f"exercise {exercise}")       # inside the mistake: it collects the grader's checks
+    checks._OPEN.append(block)
     try:
         test()
     except NotImplementedError:

@@ -14,7 +14,7 @@ from . import config
 
 NAME_RE = re.compile(r"^(\d{2})_([a-z0-9]+(?:_[a-z0-9]+)*)\.ipynb$")
 EXPORT_MARK = "#| export"
-REQUIRED_PARAMS = ("seed", "device", "verbose")
+REQUIRED_PARAMS = ("seed", "device", "verbose", "threads")
 
 
 # ----------------------------------------------------------------------------- finding
@@ -124,11 +124,13 @@ def new_notebook(number: int, name: str, title: str, summary: str = "One paragra
         v4.new_code_cell(COLAB_CELL),
         v4.new_code_cell('seed: int = 0  # random seed for NumPy and torch\n'
                          'device: str = "auto"  # "auto", "cpu", "cuda" or "mps"\n'
-                         "verbose: bool = False  # print every check's own line, not one line per group",
+                         "verbose: bool = False  # print every check's own line, not one line per group\n"
+                         "threads: int = 0  # CPU threads for torch and BLAS (0: the cores / the notebooks "
+                         "running at once)",
                          metadata={"tags": ["parameters"]}),
         v4.new_code_cell("import numpy as np\nimport torch\n\nimport aicourse\n"
                          "from aicourse import check, expect_failure, grad_check, group, settings, tensor\n\n"
-                         "dev = aicourse.setup(seed=seed, device=device, verbose=verbose)"),
+                         "dev = aicourse.setup(seed=seed, device=device, verbose=verbose, threads=threads)"),
     ]
     for c in nb.cells:  # stable ids: clean diffs
         c.pop("id", None)

@@ -99,15 +99,25 @@ def test_summary_counts():
     check("one", np.ones(2), np.ones(2))
     with expect_failure("two"):
         check("two", np.ones(2), np.zeros(2))
-    assert len(checks.RESULTS) == n_before + 2 and len(checks.CAUGHT) == caught_before + 1
+    assert len(checks.RESULTS) == n_before + 1 and len(checks.CAUGHT) == caught_before + 1
     assert "mistakes caught" in aicourse.summary()
+
+
+def test_a_pass_inside_expect_failure_is_not_counted(capsys):
+    """Only checks that can fail count: a pass before the failing check of a caught mistake is not one."""
+    n_before = len(checks.RESULTS)
+    with expect_failure("second row wrong"):
+        check("first row", np.ones(2), np.ones(2))
+        check("second row", np.ones(2), np.zeros(2))
+    assert len(checks.RESULTS) == n_before
+    assert capsys.readouterr().out.startswith("caught: second row wrong")
 
 
 def test_check_bound_passes_fails_and_counts(capsys):
     n = len(checks.RESULTS)
     r = aicourse.check_bound("test accuracy", 0.9756, low=0.97, note="40 epochs")
     assert r.passed and capsys.readouterr().out.strip() == "PASS test accuracy | 0.9756 >= 0.97 | 40 epochs"
-    with pytest.raises(AssertionError, match=r"FAIL gap \| 1.5 <= 1"):
+    with pytest.raises(AssertionError, match=r"FAIL gap \| 1.5 > 1, wanted <= 1"):
         aicourse.check_bound("gap", 1.5, high=1.0)
     with pytest.raises(AssertionError):
         aicourse.check_bound("nan accuracy", float("nan"), low=0.0)
