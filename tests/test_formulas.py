@@ -4,8 +4,8 @@ The formulas are cut out of the Markdown cells the way JupyterLab finds them (``
 ``\\begin{env}...\\end{env}``; nothing inside code) and rendered by MathJax 3 under Node
 (``tests/mathjax/render.js``, the version JupyterLab 4 ships) with every TeX package on. A TeX error or
 an undefined macro — which JupyterLab shows as raw red TeX — fails the test, naming notebook, cell and
-formula. ``.ci/run`` installs Node's package (``npm ci`` in tests/mathjax); without it the test is
-skipped locally and fails in CI.
+formula. The first run installs MathJax with ``npm ci`` in tests/mathjax (tests/npm.py); without Node the
+test is skipped locally and fails in CI.
 """
 
 import json
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from npm import ensure_node_modules
 
 from aicourse.notebooks import all_notebooks
 
@@ -43,11 +44,12 @@ def formulas(markdown: str) -> list[tuple[str, bool]]:
 
 def render_failures(items: list[tuple[str, str, bool]]) -> list[str]:
     """Render (where, tex, display) items; one line per formula that MathJax refuses."""
-    node = shutil.which("node")
-    if node is None or not (MATHJAX / "node_modules" / "mathjax-full").is_dir():
+    why_not = ensure_node_modules(MATHJAX, "mathjax-full")
+    if why_not:
         if os.environ.get("CI"):
-            pytest.fail("MathJax is not installed: .ci/run runs `npm ci` in tests/mathjax first")
-        pytest.skip("needs Node and `npm ci` in tests/mathjax (CI installs both)")
+            pytest.fail(f"MathJax: {why_not} (.ci/run installs Node)")
+        pytest.skip(why_not)
+    node = shutil.which("node")
     payload = json.dumps([{"id": i, "tex": tex, "display": display} for i, (_, tex, display) in enumerate(items)])
     done = subprocess.run([node, str(MATHJAX / "render.js")], input=payload, capture_output=True, text=True,
                           timeout=300)
