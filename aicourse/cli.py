@@ -35,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--solutions", action="store_true", help="the instructor release: solutions in, executed")
     h.add_argument("--nbgrader", action="store_true",
                    help="an nbgrader course folder (source/<notebook>/ and nbgrader_config.py) instead")
+    h.add_argument("--force", action="store_true",
+                   help="replace notebooks already in OUT, after moving them to OUT/backup-<date>-<time>/ "
+                        "(without it they are kept: they may hold your work)")
     sub.add_parser("links", help="rewrite every Colab badge and install cell from aicourse/config.py (REPO, REF)")
     sub.add_parser("env", help="print the one-line environment summary")
     b = sub.add_parser("bench", help="time the course's NumPy operations against torch on the CPU and the device")
@@ -118,15 +121,25 @@ def _dispatch(args) -> int:
         if args.solutions and args.nbgrader:
             raise ValueError("--solutions and --nbgrader are two different releases: choose one")
         try:
-            written = handout(args.notebooks or None, args.out, solutions=args.solutions, nbgrader=args.nbgrader)
+            release = handout(args.notebooks or None, args.out, solutions=args.solutions, nbgrader=args.nbgrader,
+                              force=args.force)
         except Interrupted:
             print("\naicourse: interrupted; the summary of what ran is in the output folder.", file=sys.stderr)
             return 130
+        if release.backup is not None:
+            moved = sum(1 for p in release.backup.rglob("*") if p.is_file())
+            print(f"moved {moved} existing file(s) to {Path(args.out) / release.backup.name} before writing new ones")
+        if release.kept:
+            names = ", ".join(p.name for p in release.kept[:4]) + (", ..." if len(release.kept) > 4 else "")
+            print(f"kept {len(release.kept)} file(s) already in {args.out}, which may hold your work ({names}); "
+                  "--force backs them up and writes new ones")
         if args.solutions:
-            return 0 if all(r.status == "ok" for r in written) else 1
+            return 0 if all(r.status == "ok" for r in release.results) else 1
         kind = "nbgrader source" if args.nbgrader else "student release (solutions replaced by stubs, no outputs)"
-        print(f"wrote {len(written)} notebooks, {kind}, to {args.out}")
-        if args.nbgrader:
+        notebooks = [p for p in release.written if p.suffix == ".ipynb"]
+        if notebooks or not release.kept:
+            print(f"wrote {len(notebooks)} notebook(s), {kind}, to {args.out}")
+        if args.nbgrader and notebooks:
             print(f"next: cd {args.out} && nbgrader generate_assignment <notebook name> (see docs/teaching.md)")
         return 0
     if args.command == "links":

@@ -27,17 +27,22 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
+
 from . import checks
 
 NOT_ATTEMPTED, SOLVED, WRONG = "not attempted", "solved", "wrong"
+#: Indent of the lines that follow a grade's first line (the failing check, its numbers).
+DETAIL_INDENT = "    "
 
 
 @dataclass(frozen=True)
 class Grade:
     exercise: str
     status: str
-    detail: str = ""
+    detail: str = ""                 # what went wrong, in words: "got 68,736, expected 63,840"
     checks: int = 0
+    more: tuple[str, ...] = ()       # the failing check's name and numbers, one item per line
 
     @property
     def solved(self) -> bool:
@@ -45,24 +50,104 @@ class Grade:
 
     @property
     def line(self) -> str:
+        """The first line: ``exercise 1 · title: wrong — got 68,736, expected 63,840``."""
         head = f"exercise {self.exercise}: {self.status}"
         if self.status == SOLVED:
             return f"{head} ({self.checks} check{'s' if self.checks != 1 else ''} passed)"
         return f"{head} — {self.detail}" if self.detail else head
 
+    @property
+    def message(self) -> str:
+        """Every line the grader prints: the first line, then the failing check in full (wrapped at
+        :data:`aicourse.checks.LINE_WIDTH` characters, never cut)."""
+        lines = _wrap(self.line, "")
+        for item in self.more:
+            lines += _wrap(item, DETAIL_INDENT)
+        return "\n".join(lines)
+
     def _ipython_display_(self) -> None:
-        """A cell that ends in ``grade(...)`` shows only the printed line."""
+        """A cell that ends in ``grade(...)`` shows only the printed lines."""
+
+
+def _wrap(text: str, indent: str) -> list[str]:
+    """``text`` as lines of at most LINE_WIDTH characters, broken between words (a word never cut)."""
+    import textwrap
+
+    return textwrap.wrap(text, checks.LINE_WIDTH, initial_indent=indent, subsequent_indent=indent + "  ",
+                         break_long_words=False, break_on_hyphens=False) or [indent.rstrip()]
 
 
 #: The last grade of each exercise, by name (``assert_solved`` reads it).
 GRADES: dict[str, Grade] = {}
 
 
+class _ReturnedNone(Exception):
+    """A check inside a grader was handed None: the learner's function has no ``return``."""
+
+
+def _number(x: float, other: float | None = None) -> str:
+    """A number as a learner reads it: integers with thousands separators (68,736), others with as many
+    significant digits as it takes to tell them from ``other``."""
+    x = float(x)
+    if not np.isfinite(x):
+        return str(x)
+    if x == int(x) and abs(x) < 1e15 and (other is None or not np.isfinite(other) or float(other) == int(other)):
+        return f"{int(x):,}"
+    for digits in range(4, 18):
+        text = f"{x:.{digits}g}"
+        if other is None or not np.isfinite(other) or text != f"{float(other):.{digits}g}":
+            return text
+    return repr(x)
+
+
+def _index(i: tuple) -> str:
+    return "[" + ", ".join(str(int(k)) for k in i) + "]"
+
+
+def _explain(result: "checks.CheckResult", compared: tuple | None) -> tuple[str, tuple[str, ...]]:
+    """(what went wrong in words, the failing check's lines) for a failed check inside a grader."""
+    more = [f"failing check: {result.name}"]
+    if result.text:  # check_bound: the measured number against its range
+        return result.text, tuple(more)
+    detail = ""
+    if compared is not None:
+        try:
+            a = checks.to_numpy(compared[0]).astype(np.float64)
+            b = checks.to_numpy(compared[1]).astype(np.float64)
+        except (TypeError, ValueError):
+            a = b = None
+        if a is not None and a.shape != b.shape:
+            detail = f"shape {a.shape}, expected {b.shape}"
+        elif a is not None and a.size == 1:
+            detail = f"got {_number(a.item(), b.item())}, expected {_number(b.item(), a.item())}"
+        elif a is not None and a.size:
+            diff = np.where(np.isnan(a) != np.isnan(b), np.inf, np.abs(np.nan_to_num(a - b, nan=0.0)))
+            diff = np.where(np.isinf(a) & np.isinf(b) & (np.sign(a) == np.sign(b)), 0.0, diff)
+            worst = np.unravel_index(int(np.argmax(diff)), a.shape)
+            scale = max(checks.REL_FLOOR, float(np.nanmax(np.abs(np.where(np.isinf(a), 0, a)))
+                                                + np.nanmax(np.abs(np.where(np.isinf(b), 0, b)))))
+            off = int(np.sum(diff > result.tol * scale)) if np.isfinite(result.tol) else 0
+            detail = (f"at {_index(worst)} got {_number(a[worst], b[worst])}, expected "
+                      f"{_number(b[worst], a[worst])}" + (f" ({off} of {a.size} entries off)" if off else ""))
+    if not detail:
+        detail = result.note or f"max rel {result.max_rel:.1e} > tol {checks._fmt_tol(result.tol)}"
+    shape = "scalar" if result.shape == () else str(result.shape).replace(" ", "")
+    numbers = f"{shape} | max abs {result.max_abs:.1e} | max rel {result.max_rel:.1e} | " \
+              f"tol {checks._fmt_tol(result.tol)} | {result.setting}"
+    if "nan" not in numbers:  # a shape or NaN failure has no error to give
+        more.append(numbers)
+    if result.note and result.note not in detail and not result.note.startswith("shape "):
+        more.append(f"note: {result.note}")
+    return detail, tuple(more)
+
+
 def grade(exercise: str, test: Callable[[], object]) -> Grade:
-    """Run ``test`` (which calls the learner's code and the course's checks) and report one line.
+    """Run ``test`` (which calls the learner's code and the course's checks) and report the outcome.
 
     - the learner's code raised ``NotImplementedError`` (the stub): not attempted;
-    - a check failed: wrong, with that check's report line;
+    - a check failed: wrong — what was wrong in words on the first line (``got 68,736, expected
+      63,840``, ``shape (4, 5), expected (4, 4)``, ``your function returned None``), then the failing
+      check's full name and numbers on lines of their own;
     - the learner's code raised anything else: wrong, with the exception's type and message;
     - every check passed: solved. A test that runs no check is an error of the exercise, not the learner's.
 
@@ -74,26 +159,44 @@ def grade(exercise: str, test: Callable[[], object]) -> Grade:
     checks._OPEN.append(mistake)
     block = checks._Group(f"exercise {exercise}")       # inside the mistake: it collects the grader's checks
     checks._OPEN.append(block)
+    compare, compared = checks._compare, []
+
+    def recording(name, ours, reference, *args, **kwargs):  # what the failing check compared, for its message
+        compared[:] = [(ours, reference)]
+        if ours is None:
+            raise _ReturnedNone(name)
+        return compare(name, ours, reference, *args, **kwargs)
+
+    checks._compare = recording
     try:
         test()
     except NotImplementedError:
         result = Grade(exercise, NOT_ATTEMPTED, "replace `raise NotImplementedError()` with your code")
+    except _ReturnedNone as exc:
+        result = Grade(exercise, WRONG, "your function returned None (is its `return` missing?)",
+                       more=(f"failing check: {exc}",))
     except checks.CheckFailed as exc:
-        result = Grade(exercise, WRONG, exc.result.line)
+        detail, more = _explain(exc.result, compared[0] if compared and exc.result.name else None)
+        result = Grade(exercise, WRONG, detail, more=more)
     except Exception as exc:  # any learner error is reported, never fatal
         first = str(exc).splitlines()[0] if str(exc) else ""
-        result = Grade(exercise, WRONG, f"your code raised {type(exc).__name__}: {first}".rstrip(": "))
+        if isinstance(exc, TypeError) and "NoneType" in first:
+            result = Grade(exercise, WRONG, "your function returned None (is its `return` missing?)",
+                           more=(f"TypeError: {first}",))
+        else:
+            result = Grade(exercise, WRONG, f"your code raised {type(exc).__name__}: {first}".rstrip(": "))
     else:
         if not block.results:
             raise AssertionError(f"the grader of exercise {exercise!r} ran no check, so it cannot fail")
         result = Grade(exercise, SOLVED, checks=len(block.results))
     finally:
+        checks._compare = compare
         checks._OPEN.remove(mistake)
         checks._OPEN.remove(block)
         del checks.RESULTS[start:]  # a grader's checks are the learner's, not the lesson's
         checks.VERBOSE = verbose
     GRADES[exercise] = result
-    print(result.line)
+    print(result.message)
     return result
 
 
@@ -103,7 +206,7 @@ def assert_solved(exercise: str) -> None:
     if result is None:
         raise AssertionError(f"exercise {exercise!r} was not graded")
     if not result.solved:
-        raise AssertionError(result.line)
+        raise AssertionError(result.message)
 
 
 # ----------------------------------------------------------------------------- releases
@@ -136,20 +239,135 @@ def _cut(source: str, begin: str, end: str, stub: str | None) -> str:
     return "\n".join(out)
 
 
+#: What the student release says where the repository's notebooks speak of their collapsed solutions.
+HANDOUT_NOTE = ("*In this copy* (written by `aicourse handout`), replace each `raise NotImplementedError()` with "
+                "your code and each YOUR ANSWER HERE with your answer, then run the grader cell under the "
+                "exercise: it prints *not attempted*, *solved*, or *wrong* with the check that failed (its "
+                "source is collapsed: read what it prints first). The course's solutions are in the "
+                "repository's `notebooks/` folder, each collapsed under its exercise: try first.")
+_REPOSITORY_ONLY = re.compile(r"\bcollapsed\b|\bmodel answers?\b", re.I)
+
+
+def _groups(text: str, open_: str, close: str) -> list[tuple[int, int]]:
+    """(start, end) of every outermost ``open_ ... close`` group of ``text``, outside code spans."""
+    out, depth, start, code = [], 0, 0, False
+    for i, ch in enumerate(text):
+        if ch == "`":
+            code = not code
+        elif not code and ch == open_:
+            depth, start = depth + 1, (i if depth == 0 else start)
+        elif not code and ch == close and depth:
+            depth -= 1
+            if depth == 0:
+                out.append((start, i + 1))
+    return out
+
+
+def _split_top(text: str, pattern: str) -> list[str]:
+    """``text`` split at ``pattern`` where it lies outside parentheses and code spans (separators kept)."""
+    inside = [False] * len(text)
+    for a, b in _groups(text, "(", ")") + _groups(text, "`", "`"):
+        inside[a:b] = [True] * (b - a)
+    parts, last = [], 0
+    for m in re.finditer(pattern, text):
+        if not inside[m.start()]:
+            parts.append(text[last:m.end()])
+            last = m.end()
+    return parts + [text[last:]]
+
+
+def handout_prose(text: str) -> str:
+    """A lesson's Markdown as the student release shows it: what speaks of the repository's collapsed
+    solutions or model answers (a parenthesis, a dash-clause, a clause after ``;`` or a whole sentence) is
+    left out, since in the release each is a stub to fill in."""
+    while True:  # a parenthesis or a " — ... —" aside that speaks of them goes first
+        asides = [(a, b) for a, b in _groups(text, "(", ")") if _REPOSITORY_ONLY.search(text[a:b])]
+        asides += [m.span() for m in re.finditer(r"\s—\s(?:(?!\n\n)[^—])*?\s—(?=\s)", text)
+                   if _REPOSITORY_ONLY.search(m.group(0))]
+        if not asides:
+            break
+        a, b = max(asides)
+        text = text[:a].rstrip(" ") + text[b:]
+    paragraphs = []
+    for paragraph in text.split("\n\n"):
+        if not _REPOSITORY_ONLY.search(paragraph) or paragraph.lstrip().startswith(("#", "|", "$$", "<")):
+            paragraphs.append(paragraph)
+            continue
+        kept = []
+        for sentence in _split_top(paragraph, r"(?<=[.!?])\s+(?=[A-Z*`])"):
+            if not _REPOSITORY_ONLY.search(sentence):
+                kept.append(sentence)
+                continue
+            clauses = _split_top(sentence, r";\s+")
+            if not _REPOSITORY_ONLY.search(clauses[0]):
+                first = next(i for i, c in enumerate(clauses) if _REPOSITORY_ONLY.search(c))
+                kept.append("".join(clauses[:first]).rstrip().rstrip(";") + ". ")
+        if "".join(kept).strip():
+            paragraphs.append("".join(kept).rstrip())
+    return "\n\n".join(paragraphs)
+
+
+def _release_prose(nb, tasks: set) -> None:
+    """Rewrite, in place, the lesson's words about collapsed solutions (:func:`handout_prose`) and add
+    :data:`HANDOUT_NOTE` once: to the cell that spoke of them, else to the Markdown cell before exercise 1."""
+    found = exercises(nb)
+    noted = None
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown" and i not in tasks and TEXT_BEGIN not in cell.source:
+            prose = handout_prose(cell.source)
+            if prose != cell.source:
+                cell.source, noted = prose, (i if noted is None else noted)
+    if found and noted is None:
+        before = [i for i in range(found[0].task) if nb.cells[i].cell_type == "markdown" and i not in tasks]
+        noted = before[-1] if before else None
+    if found and noted is not None:
+        nb.cells[noted].source = nb.cells[noted].source.rstrip() + "\n\n" + HANDOUT_NOTE
+
+
+def _open(cell) -> None:
+    """Drop a cell's collapsed flag (and an empty ``jupyter`` entry left behind)."""
+    jupyter = cell.metadata.get("jupyter")
+    if isinstance(jupyter, dict):
+        jupyter.pop("source_hidden", None)
+        if not jupyter:
+            cell.metadata.pop("jupyter")
+
+
 def student_version(nb):
-    """The notebook a student gets: solutions replaced by nbgrader's stubs, hidden tests and outputs gone."""
+    """The notebook a student gets: solutions replaced by nbgrader's stubs, hidden tests and outputs gone,
+    each grader's source collapsed (the learner reads its printed line first; its test may compute the
+    answer), and the lesson's words about collapsed solutions replaced by :data:`HANDOUT_NOTE`.
+    Cells are neither added nor removed: index ``i`` is the same cell in both notebooks."""
     import copy
 
     nb = copy.deepcopy(nb)
-    for cell in nb.cells:
+    found = exercises(nb)
+    graders = {e.grader for e in found if e.grader is not None}
+    tasks = {e.task for e in found}
+    _release_prose(nb, tasks)
+    for i, cell in enumerate(nb.cells):
         if cell.cell_type == "code":
             cell.source = _cut(_cut(cell.source, CODE_BEGIN, CODE_END, CODE_STUB), HIDDEN_BEGIN, HIDDEN_END, None)
             cell.outputs, cell.execution_count = [], None
         elif cell.cell_type == "markdown" and TEXT_BEGIN in cell.source:
             cell.source = _cut(cell.source, TEXT_BEGIN, TEXT_END, TEXT_STUB)
-        cell.metadata.get("jupyter", {}).pop("source_hidden", None)  # the student's cell is open
-        cell.metadata.pop("aicourse", None)                           # no wrong answers to peek at
+        _open(cell)                          # the student's cell is open
+        cell.metadata.pop("aicourse", None)  # no wrong answers to peek at
+        if i in graders:
+            cell.metadata.setdefault("jupyter", {})["source_hidden"] = True
     return nb
+
+
+def collapse_graders(nb) -> list[int]:
+    """Collapse the source of every grader cell (``jupyter.source_hidden``) of a course notebook, so that a
+    learner in ``notebooks/`` reads a grader's printed line, not its test (which may compute the answer)
+    or its hidden-test markers. Returns the indices of the cells changed."""
+    changed = []
+    for e in exercises(nb):
+        if e.grader is not None and not nb.cells[e.grader].metadata.get("jupyter", {}).get("source_hidden"):
+            nb.cells[e.grader].metadata.setdefault("jupyter", {})["source_hidden"] = True
+            changed.append(e.grader)
+    return changed
 
 
 EXERCISE_RE = re.compile(r"^\*\*Exercise (\d+) \((graded|discussion)\) · (.+?)\*\*", re.M)
@@ -166,7 +384,11 @@ class Exercise:
 
 
 def exercises(nb) -> list[Exercise]:
-    """The exercises of a notebook, found by their headings, with the cells that belong to them."""
+    """The exercises of a notebook, found by their headings, with the cells that belong to them.
+
+    In a course notebook the learner's cell is the one with the solution markers; in a release (where the
+    markers are gone) it is the code cell just before the grader, and a discussion's answer cell is the
+    Markdown cell just after its task."""
     found = []
     cells = nb.cells
     for i, cell in enumerate(cells):
@@ -179,10 +401,15 @@ def exercises(nb) -> list[Exercise]:
                         and CODE_BEGIN in cells[j].source), None)
             grader = next((j for j in range((sol or i) + 1, len(cells)) if cells[j].cell_type == "code"
                            and "grade(" in cells[j].source), None)
+            if sol is None and grader is not None and grader - 1 > i and cells[grader - 1].cell_type == "code":
+                sol = grader - 1  # a release: the learner's cell stands just before its grader
             found.append(Exercise(number, kind, title, i, sol, grader))
         else:
             sol = next((j for j in range(i + 1, len(cells)) if cells[j].cell_type == "markdown"
                         and TEXT_BEGIN in cells[j].source), None)
+            if sol is None and i + 1 < len(cells) and cells[i + 1].cell_type == "markdown" \
+                    and not EXERCISE_RE.match(cells[i + 1].source.lstrip()):
+                sol = i + 1  # a release: the answer cell follows its task
             found.append(Exercise(number, kind, title, i, sol, None))
     return found
 
@@ -199,6 +426,9 @@ def exercise_problems(nb) -> list[str]:
         name = f"exercise {e.number}"
         if e.solution is None:
             out.append(f"{name} has no {'solution cell' if e.kind == 'graded' else 'model answer'}")
+            continue
+        if CODE_BEGIN not in nb.cells[e.solution].source and TEXT_BEGIN not in nb.cells[e.solution].source:
+            out.append(f"{name} has no {'solution cell' if e.kind == 'graded' else 'model answer'} (no markers)")
             continue
         if e.kind == "discussion":
             continue
@@ -226,43 +456,128 @@ def with_answer(source: str, answer: str) -> str:
 def nbgrader_source(nb):
     """The notebook with nbgrader's cell metadata on every exercise cell (schema 3), ready for
     ``nbgrader generate_assignment``: learner cells are solution cells, graders are 1-point test
-    cells, model answers are manually graded answers."""
+    cells, model answers are manually graded answers. As in :func:`student_version`, the learner's
+    cells are open, the graders' source collapsed and the lesson's words about collapsed solutions
+    replaced; outputs are cleared."""
     import copy
 
     nb = copy.deepcopy(nb)
-    for e in exercises(nb):
+    found = exercises(nb)
+    _release_prose(nb, {e.task for e in found})
+    for cell in nb.cells:
+        _open(cell)  # a solution cell collapsed in notebooks/ is the learner's cell in the release
+        cell.metadata.pop("aicourse", None)
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    for e in found:
         meta = {"schema_version": 3, "task": False}
         if e.kind == "graded":
             nb.cells[e.solution].metadata["nbgrader"] = {**meta, "solution": True, "grade": False, "locked": False,
                                                          "grade_id": f"ex{e.number}-solution"}
             nb.cells[e.grader].metadata["nbgrader"] = {**meta, "solution": False, "grade": True, "locked": True,
                                                        "points": 1, "grade_id": f"ex{e.number}-test"}
+            nb.cells[e.grader].metadata.setdefault("jupyter", {})["source_hidden"] = True
         elif e.solution is not None:
             nb.cells[e.solution].metadata["nbgrader"] = {**meta, "solution": True, "grade": True, "locked": False,
                                                          "points": 1, "grade_id": f"ex{e.number}-answer"}
-    for cell in nb.cells:
-        cell.metadata.pop("aicourse", None)
     return nb
 
 
-NBGRADER_CONFIG = '''# Written by `aicourse handout --nbgrader`: an nbgrader course folder for the aicourse notebooks.
+def nbgrader_overwrite_cells():
+    """nbgrader's ``OverwriteCells`` without the false alarm of nbgrader #1961.
+
+    ``generate_assignment`` stores a test cell's checksum with its hidden tests but releases the cell
+    without them, so autograde warned "Attribute 'checksum' for cell exN-test has changed!" for every
+    untouched grader of every student. A locked cell that equals its source with the hidden tests removed
+    is the cell as released: it gets its source back before the check, so only a cell a student really
+    changed is reported (and, as always, replaced by the source's)."""
+    from nbgrader.api import MissingEntry
+    from nbgrader.preprocessors import OverwriteCells
+
+    class OverwriteReleasedCells(OverwriteCells):
+        def preprocess_cell(self, cell, resources, cell_index):
+            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if grade_id is not None and cell.metadata.get("nbgrader", {}).get("locked"):
+                try:
+                    source = self.gradebook.find_source_cell(grade_id, self.notebook_id, self.assignment_id).source
+                except MissingEntry:
+                    source = None
+                if source is not None and HIDDEN_BEGIN in source:
+                    try:
+                        released = _cut(source, HIDDEN_BEGIN, HIDDEN_END, None)
+                    except ValueError:
+                        released = None
+                    if released is not None and cell.source.strip() == released.strip():
+                        cell.source = source
+            return super().preprocess_cell(cell, resources, cell_index)
+
+    return OverwriteReleasedCells
+
+
+NBGRADER_CONFIG = """# Written by `aicourse handout --nbgrader`: an nbgrader course folder for the aicourse notebooks.
+import os
+
 c = get_config()  # noqa: F821
 c.CourseDirectory.course_id = "aicourse"
-c.CourseDirectory.root = {root!r}
+# The folder of this file: a copy of the course folder writes its releases and grades into itself.
+c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.Execute.timeout = 600          # seconds per cell: the default 30 is short for a training cell on a laptop
-c.ClearSolutions.code_stub = {{"python": "# YOUR CODE HERE\\\\nraise NotImplementedError()"}}
-'''
+c.ClearSolutions.code_stub = {stub!r}
+c.ClearSolutions.text_stub = {text!r}
+
+# nbgrader #1961: autograde warned "Attribute 'checksum' for cell exN-test has changed!" for every grader
+# cell, because a test cell's checksum is stored with its hidden tests and released without them. This
+# OverwriteCells treats a cell as released as unchanged (a cell a student changed is still reported).
+try:
+    from aicourse.exercises import nbgrader_overwrite_cells
+    from nbgrader.converters.autograde import Autograde
+    from nbgrader.preprocessors import OverwriteCells
+
+    c.Autograde.sanitize_preprocessors = [
+        nbgrader_overwrite_cells() if p is OverwriteCells else p
+        for p in Autograde.sanitize_preprocessors.default()]
+except ImportError:  # an older aicourse or nbgrader: the warning is harmless (docs/teaching.md)
+    pass
+"""
 
 
-def handout(names: list[str] | None, out, *, solutions: bool = False, nbgrader: bool = False) -> list:
+@dataclass
+class Release:
+    """What :func:`handout` did: the files it wrote, the files it kept because they were there already
+    (a learner's work is never overwritten), the backup folder ``--force`` moved the old files to, and,
+    for the instructor release, the runner's results."""
+    written: list
+    kept: list
+    backup: object = None
+    results: list = None
+
+
+def _backup_folder(out) -> "Path":
+    import datetime
+
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    folder, n = out / f"backup-{stamp}", 1
+    while folder.exists():
+        n += 1
+        folder = out / f"backup-{stamp}-{n}"
+    return folder
+
+
+def handout(names: list[str] | None, out, *, solutions: bool = False, nbgrader: bool = False,
+            force: bool = False) -> Release:
     """Write a release of the course (or of the named notebooks) to ``out``.
 
     - student release (default): solutions replaced by stubs, hidden tests and outputs removed;
     - ``solutions``: the instructor release, every notebook executed with its solutions (the runner);
     - ``nbgrader``: an nbgrader course folder, ``source/<notebook>/<notebook>.ipynb`` with nbgrader's
       cell metadata, and ``nbgrader_config.py``; then ``nbgrader generate_assignment <notebook>``.
-    Returns the paths written (the runner's results for ``solutions``).
+
+    A file that is already in ``out`` is kept as it is (it may hold a learner's work): only the missing
+    ones are written. With ``force``, the files that would be replaced are first moved to
+    ``out/backup-<date>-<time>/`` (same relative paths), then everything is written.
     """
+    import shutil
+
     import nbformat
 
     from .notebooks import all_notebooks, find_notebook
@@ -272,20 +587,36 @@ def handout(names: list[str] | None, out, *, solutions: bool = False, nbgrader: 
     paths = [find_notebook(n, folder) for n in names] if names else all_notebooks(folder)
     if not paths:
         raise FileNotFoundError(f"No notebooks in {folder}.")
-    if solutions:
-        return run([str(p) for p in paths], {}, out)
     out = prepare_out(out)
-    written = []
-    for path in paths:
-        nb = nbformat.read(path, as_version=4)
-        if nbgrader:
-            target = out / "source" / path.stem / path.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            nbformat.write(nbgrader_source(nb), target)
-        else:
-            target = out / path.name
-            nbformat.write(student_version(nb), target)
-        written.append(target)
     if nbgrader:
-        (out / "nbgrader_config.py").write_text(NBGRADER_CONFIG.format(root=str(out)))
-    return written
+        targets = {path: out / "source" / path.stem / path.name for path in paths}
+        extra = [out / "nbgrader_config.py"]
+    else:
+        targets = {path: out / path.name for path in paths}
+        extra = []
+    existing = [t for t in [*targets.values(), *extra] if t.exists()]
+    backup, kept = None, []
+    if existing and force:
+        backup = _backup_folder(out)
+        for target in existing:
+            moved = backup / target.relative_to(out)
+            moved.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(target), moved)
+    else:
+        kept = existing
+    todo = [path for path, target in targets.items() if target not in kept]
+    if solutions:
+        results = run([str(p) for p in todo], {}, out, folder=folder) if todo else []
+        return Release([r.output for r in results], kept, backup, results)
+    written = []
+    for path in todo:
+        nb = nbformat.read(path, as_version=4)
+        target = targets[path]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nbgrader_source(nb) if nbgrader else student_version(nb), target)
+        written.append(target)
+    for target in extra:
+        if target not in kept:
+            target.write_text(NBGRADER_CONFIG.format(stub={"python": CODE_STUB}, text=TEXT_STUB))
+            written.append(target)
+    return Release(written, kept, backup)
