@@ -348,19 +348,37 @@ def expect_failure(mistake: str, exceptions: tuple = (AssertionError,)) -> Itera
             r = exc.result
             how = (r.note if np.isnan(r.max_rel) and not r.text else r.text if r.text else
                    f"max rel {r.max_rel:.1e} > tol {_fmt_tol(r.tol)}")
-            by = f" | by '{r.name}': {how}"
+            print(caught_line(mistake, how, r.name))
         else:
             first = str(exc).splitlines()[0] if str(exc) else ""
-            by = f" | {type(exc).__name__}: {first}"
-        head = f"caught: {mistake}"
-        if len(head) + len(by) > LINE_WIDTH:  # shorten the mistake first, then the reason
-            head = _fit(head, max(40, LINE_WIDTH - len(by)))
-        print(_fit(head + by, LINE_WIDTH))
+            print(caught_line(mistake, f"{type(exc).__name__}: {first}"))
     else:
         raise AssertionError(f"the mistake {mistake!r} was not caught: the check passed, so it cannot tell "
                              "this wrong formula from the right one")
     finally:
         _OPEN.remove(block)
+
+
+def caught_line(mistake: str, how: str, by: str | None = None) -> str:
+    """``caught: MISTAKE | by 'CHECK': HOW`` in at most :data:`LINE_WIDTH` characters.
+
+    The evidence (``how``: the numbers that failed) is kept whole; the check's name is shortened first,
+    then the mistake, then the name is dropped; only an evidence longer than a whole line is cut.
+    """
+    def line(m, b):
+        return f"caught: {m}" + (f" | by '{b}': {how}" if b is not None else f" | {how}")
+
+    if len(line(mistake, by)) <= LINE_WIDTH:
+        return line(mistake, by)
+    if by is not None:
+        room = LINE_WIDTH - len(line(mistake, ""))
+        if room >= 12:
+            return line(mistake, _fit(by, room))
+        by = _fit(by, 12) if LINE_WIDTH - len(line("", _fit(by, 12))) >= 24 else None
+    room = LINE_WIDTH - len(line("", by))
+    if room >= 24:
+        return line(_fit(mistake, room), by)
+    return _fit(line(_fit(mistake, 24), None), LINE_WIDTH)
 
 
 def report_counts(line: str) -> tuple[int, int, dict[str, float]]:

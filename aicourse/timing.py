@@ -10,9 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import logging
+
 import torch
-import torch.utils.benchmark as benchmark
 from threadpoolctl import threadpool_limits
+
+# On a CUDA build of torch without a GPU, importing torch.utils.benchmark makes torch.utils.cpp_extension
+# log "No CUDA runtime is found" to stderr (it looks for a compiler toolchain the course never uses).
+_cpp_log = logging.getLogger("torch.utils.cpp_extension")
+_level = _cpp_log.level
+_cpp_log.setLevel(logging.ERROR)
+try:
+    import torch.utils.benchmark as benchmark
+finally:
+    _cpp_log.setLevel(_level)
 
 
 @dataclass
@@ -55,14 +66,26 @@ def _fmt(seconds: float) -> str:
     return f"{seconds / 1e-9:.3g} ns"
 
 
+#: Fewest timed blocks behind a median: with fewer, the IQR (the noise guard) is meaningless.
+MIN_RUNS = 5
+
+
 def time_it(name: str, fn: Callable[[], object], *, threads: int | None = None,
             flops: float | None = None, min_run_time: float = 0.2) -> Timing:
-    """Time one zero-argument callable (median of blocked runs)."""
+    """Time one zero-argument callable: the median and IQR of at least :data:`MIN_RUNS` timed blocks.
+
+    ``blocked_autorange`` fits as many blocks as ``min_run_time`` allows; a call slower than a fifth of
+    it would leave one block (IQR 0, a noise guard that cannot fire), so such a case is timed again in
+    :data:`MIN_RUNS` blocks of as many calls each as fit in a fifth of ``min_run_time`` (at least one).
+    """
     threads = threads or torch.get_num_threads()
     timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads, label=name)
     with threadpool_limits(limits=threads):
         fn()  # warm-up: allocations, lazy CUDA init, kernel selection
         m = timer.blocked_autorange(min_run_time=min_run_time)
+        if len(m.times) < MIN_RUNS:
+            number = max(1, int(min_run_time / MIN_RUNS / m.median))
+            m = benchmark.Measurement.merge([timer.timeit(number) for _ in range(MIN_RUNS)])[0]
     return Timing(name, m.median, m.iqr, len(m.times), threads, flops)
 
 

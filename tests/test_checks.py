@@ -215,3 +215,14 @@ def test_allow_nondeterministic_restores_strict_mode():
     with pytest.raises(ValueError):
         with aicourse.allow_nondeterministic(" "):
             pass
+
+
+def test_a_caught_line_keeps_its_numbers_whole():
+    """The evidence of a caught mistake survives a long mistake and a long check name: the name and the
+    mistake are shortened first."""
+    from aicourse.checks import caught_line
+
+    line = caught_line("m" * 90, "max rel 4.6e-01 > tol 1e-10", "a long check name " * 4)
+    assert len(line) <= checks.LINE_WIDTH and line.endswith("max rel 4.6e-01 > tol 1e-10")
+    line = caught_line("short", "max rel 3.2e+00 > tol 1e-05", "n" * 120)
+    assert len(line) <= checks.LINE_WIDTH and line.endswith("max rel 3.2e+00 > tol 1e-05")

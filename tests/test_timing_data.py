@@ -32,3 +32,22 @@ def test_batches_cover_every_index_once():
     assert sorted(got) == list(range(10))
     assert [len(b) for b in batches(10, 3, rng)] == [3, 3, 3, 1]
     assert list(np.concatenate(list(batches(5, 2, rng, shuffle=False)))) == [0, 1, 2, 3, 4]
+
+
+def test_a_slow_case_is_timed_in_enough_blocks_for_its_iqr():
+    """A call slower than the run time allows would give one block and an IQR of 0: the noise guard
+    could never fire. Every timing has at least MIN_RUNS blocks."""
+    import time
+
+    from aicourse.timing import MIN_RUNS, time_it
+
+    t = time_it("sleep", lambda: time.sleep(0.02), min_run_time=0.02)
+    assert t.runs >= MIN_RUNS and t.iqr_s > 0
+
+
+def test_importing_the_timer_writes_nothing_on_stderr():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "import aicourse.timing"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr == ""
