@@ -70,10 +70,14 @@ def test_block_mistakes_rejected():
     ref = block(t(x)).detach()
     assert rel(gpt_block_forward(x, p, 2, gelu="erf")[0], ref) > 1e-6            # wrong GELU variant
     assert rel(gpt_block_forward(x, p, 4)[0], ref) > 1e-6                         # wrong number of heads
-    out = gpt_block_forward(x, p, 2)[0]                 # causal: changing a later token changes no earlier output
-    x2 = x.copy(); x2[0, 4] += 1.0
-    out2 = gpt_block_forward(x2, p, 2)[0]
-    assert np.array_equal(out[0, :4], out2[0, :4]) and not np.allclose(out[0, 4:], out2[0, 4:])
+    # causal: changing token 2 by a random vector (a constant would vanish in the layer norm) moves outputs 2..
+    # and no earlier one; with the mask dropped the earlier outputs move too
+    x2 = x.copy(); x2[0, 2] += rng.standard_normal(8)
+    for causal in (True, False):
+        moved = np.abs(gpt_block_forward(x2, p, 2, causal=causal)[0] - gpt_block_forward(x, p, 2, causal=causal)[0])
+        moved = moved[0].max(axis=-1)
+        assert np.all(moved[2:] > 1e-3)
+        assert np.array_equal(moved[:2], np.zeros(2)) == causal
     assert causal_mask_with_past(3, 2).tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 0], [1, 1, 1, 1, 1]]
 
 
@@ -157,6 +161,39 @@ def test_next_token_probs(temperature, top_k):
     close(probs, torch.softmax(zt, -1))
     ids = sample(probs, np.random.default_rng(0))
     assert np.all(probs[np.arange(4), ids] > 0)
+
+
+class _FixedDraw:
+    """Stands in for a NumPy Generator whose random() always returns u."""
+
+    def __init__(self, u):
+        self.u = u
+
+    def random(self, shape):
+        return np.full(shape, self.u)
+
+
+def test_sample_never_returns_a_token_of_probability_zero():
+    z = np.random.default_rng(9).standard_normal((2000, 8))
+    z[:, [0, -1]] = -10.0                               # the first and the last token are outside every top-5
+    probs = next_token_probs(z, 1.0, 5)
+    u_max = np.nextafter(1.0, 0.0)                      # the largest draw rng.random() can return
+    assert (np.cumsum(probs, axis=-1)[:, -1] < u_max).sum() > 10   # rows whose rounded total is below it
+    for u in (0.0, 0.5, u_max):
+        ids = sample(probs, _FixedDraw(u))
+        assert np.all(probs[np.arange(len(ids)), ids] > 0), u
+
+
+def test_sample_frequencies_chi_squared():
+    from scipy.stats import chisquare
+    probs = next_token_probs(np.array([[2.0, 0.5, -1.0, 1.0, 0.0, 3.0]]), 1.0, 4)[0]
+    kept, n = probs > 0, 50_000
+    counts = np.bincount(sample(np.broadcast_to(probs, (n, 6)), np.random.default_rng(10)), minlength=6)
+    assert counts[~kept].sum() == 0
+    assert chisquare(counts[kept], n * probs[kept]).pvalue > 1e-4
+    # the test can fail: the same number of draws spread evenly over the kept tokens is rejected
+    even = np.bincount(np.random.default_rng(10).choice(np.flatnonzero(kept), n), minlength=6)
+    assert chisquare(even[kept], n * probs[kept]).pvalue < 1e-10
 
 
 def test_generate_cache_and_no_cache_agree():
