@@ -17,8 +17,12 @@ import pytest
 from nbclient import NotebookClient
 
 from aicourse.cli import main
-from aicourse.exercises import (CODE_BEGIN, HIDDEN_BEGIN, TEXT_BEGIN, exercise_problems, exercises,
-                                student_version, with_answer)
+import numpy as np
+import torch
+
+from aicourse.checks import LINE_WIDTH
+from aicourse.exercises import (CODE_BEGIN, HIDDEN_BEGIN, TEXT_BEGIN, assert_solved, exercise_problems, exercises,
+                                grade, student_version, with_answer)
 from aicourse.notebooks import all_notebooks, new_notebook
 
 NOTEBOOKS = all_notebooks()
@@ -132,30 +136,182 @@ def test_handout_solutions_runs_the_instructor_release(tmp_path):
     assert "exercise 1 · double: solved (1 check passed)" in executed.cells[-1].outputs[0].text
 
 
+# ----------------------------------------------------------------------------- graders that explain
+def _graded(capsys, answer, expected, name="parameters, V=102, C=48, E=48, L=2", **kw):
+    from aicourse import check
+
+    result = grade("1 · a test", lambda: check(name, answer() if callable(answer) else answer, expected, **kw))
+    printed = capsys.readouterr().out
+    assert printed.rstrip("\n") == result.message
+    assert all(len(line) <= LINE_WIDTH for line in printed.splitlines()), printed
+    return result, printed
+
+
+def test_a_wrong_scalar_says_got_and_expected(capsys):
+    result, printed = _graded(capsys, 68_736, torch.tensor(63_840.0, dtype=torch.float64))
+    first, *rest = printed.splitlines()
+    assert first == "exercise 1 · a test: wrong — got 68,736, expected 63,840"
+    assert rest[0] == "    failing check: parameters, V=102, C=48, E=48, L=2", "the check's name, in full"
+    assert "max rel 3.7e-02" in rest[1] and "tol 1e-10" in rest[1]
+    assert result.status == "wrong" and not result.solved
+
+
+def test_a_wrong_shape_says_both_shapes(capsys):
+    _, printed = _graded(capsys, np.ones((4, 5)), np.ones((4, 4)), name="weights of every head vs nn.MHA")
+    assert printed.splitlines()[0].endswith("wrong — shape (4, 5), expected (4, 4)")
+    assert "nan" not in printed, "a shape mismatch has no error to print"
+
+
+def test_a_missing_return_says_none(capsys):
+    def forgot_return():
+        2 * np.ones(3)
+
+    _, printed = _graded(capsys, forgot_return, np.ones(3), name="double")
+    assert "wrong — your function returned None" in printed.splitlines()[0] and "nan" not in printed
+    assert "failing check: double" in printed
+    from aicourse import check
+
+    grade("2 · none", lambda: check("as float", float(forgot_return()), 1.0))  # None used before the check
+    assert "wrong — your function returned None" in capsys.readouterr().out
+
+
+def test_a_wrong_array_names_the_worst_entry(capsys):
+    wrong = np.arange(12.0).reshape(3, 4)
+    right = wrong.copy()
+    right[1, 2] += 0.25
+    _, printed = _graded(capsys, wrong, right, name="softmax rows")
+    assert printed.splitlines()[0].endswith("wrong — at [1, 2] got 6, expected 6.25 (1 of 12 entries off)")
+
+
+def test_a_long_check_name_is_wrapped_never_cut(capsys):
+    name = "attention weights of every head, two layers, causal mask, padding mask of lengths 5, 2, 4 and 3"
+    _, printed = _graded(capsys, 3.0, 2.0, name=name + " and more")
+    lines = printed.splitlines()
+    assert len(lines) >= 4 and "…" not in printed
+    assert " ".join(line.strip() for line in lines[1:3]) .startswith(f"failing check: {name} and more")
+
+
+def test_a_note_gets_its_own_line_and_a_solved_grade_one_line(capsys):
+    _, printed = _graded(capsys, 5.2, 5.0, tol=0.01, note="sampling error of 20000 pairs")
+    assert printed.splitlines()[-1] == "    note: sampling error of 20000 pairs"
+    from aicourse import check
+
+    grade("3 · fine", lambda: check("ok", np.ones(2), np.ones(2)))
+    assert capsys.readouterr().out == "exercise 3 · fine: solved (1 check passed)\n"
+    with pytest.raises(AssertionError, match=r"(?s)got 68,736, expected 63,840.*failing check: parameters"):
+        grade("4 · x", lambda: check("parameters", 68_736, 63_840))
+        assert_solved("4 · x")
+
+
+# ----------------------------------------------------------------------------- nbgrader
+def _template_course_notebook(folder):
+    """A small course notebook with three graded exercises (an array, a scalar, a shape) and a discussion."""
+    nb = new_notebook(1, "ex", "Ex")
+    nb.cells[3].source += "\nfrom aicourse import grade, assert_solved"
+    hidden = "\n### BEGIN HIDDEN TESTS\nassert_solved({!r})\n### END HIDDEN TESTS"
+    collapsed = {"jupyter": {"source_hidden": True}}
+    nb.cells += [
+        nbformat.v4.new_markdown_cell("## Exercises\n\nEach solution is in the collapsed cell under its task."),
+        nbformat.v4.new_markdown_cell("**Exercise 1 (graded) · Double it.** Return 2x."),
+        nbformat.v4.new_code_cell("def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION",
+                                  metadata={"aicourse": {"wrong": "    return x + 2"}, **collapsed}),
+        nbformat.v4.new_code_cell("grade('1 · double', lambda: check('double', double(np.ones(2)), 2 * np.ones(2)))"
+                                  + hidden.format("1 · double")),
+        nbformat.v4.new_markdown_cell("**Exercise 2 (graded) · Count.** The sum 1 + 2 + ... + n."),
+        nbformat.v4.new_code_cell("def count(n):\n    ### BEGIN SOLUTION\n    return n * (n + 1) // 2\n"
+                                  "    ### END SOLUTION", metadata={"aicourse": {"wrong": "    return n * n // 2"},
+                                                                    **collapsed}),
+        nbformat.v4.new_code_cell("grade('2 · count', lambda: check('sum of 1..100', count(100), 5050))"
+                                  + hidden.format("2 · count")),
+        nbformat.v4.new_markdown_cell("**Exercise 3 (graded) · Outer product.** Of a (4,) and b (5,)."),
+        nbformat.v4.new_code_cell("def outer(a, b):\n    ### BEGIN SOLUTION\n    return a[:, None] * b[None, :]\n"
+                                  "    ### END SOLUTION", metadata={"aicourse": {"wrong": "    return np.outer(b, a)"},
+                                                                    **collapsed}),
+        nbformat.v4.new_code_cell("a3, b3 = np.arange(4.0), np.arange(5.0)\n"
+                                  "grade('3 · outer', lambda: check('outer(a3, b3)', outer(a3, b3), np.outer(a3, b3)))"
+                                  + hidden.format("3 · outer")),
+        nbformat.v4.new_markdown_cell("**Exercise 4 (discussion) · Why?**"),
+        nbformat.v4.new_markdown_cell("<!-- BEGIN SOLUTION -->\nBecause.\n<!-- END SOLUTION -->", metadata=collapsed),
+    ]
+    for c in nb.cells:
+        c.pop("id", None)
+    path = folder / "01_ex.ipynb"
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
 @pytest.mark.skipif(shutil.which("nbgrader") is None, reason="nbgrader is in the `teach` extra (CI installs it)")
-@pytest.mark.parametrize("name", ["00", "16"])
-def test_nbgrader_round_trip_gives_full_marks(name, tmp_path):
-    """nbgrader itself: generate the student version from our source, submit the solutions, autograde."""
-    course = tmp_path / "course"
-    assert main(["handout", name, "--nbgrader", "--out", str(course)]) == 0
-    [source] = (course / "source").glob("*/*.ipynb")
-    stem = source.parent.name
-    nbg = [sys.executable, "-m", "nbgrader"]
-    done = subprocess.run(nbg + ["generate_assignment", stem, "--force"], cwd=course, capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
-    released = _read(course / "release" / stem / source.name)
-    assert "raise NotImplementedError()" in "\n".join(c.source for c in released.cells)
-    assert HIDDEN_BEGIN not in "\n".join(c.source for c in released.cells)
-    submitted = course / "submitted" / "learner" / stem
-    submitted.mkdir(parents=True)
-    shutil.copy(source, submitted / source.name)  # a submission with every solution filled in
-    done = subprocess.run(nbg + ["autograde", stem, "--force"], cwd=course, capture_output=True, text=True,
-                          timeout=900)
-    assert done.returncode == 0, done.stdout + done.stderr
+def test_nbgrader_round_trip_full_untouched_and_wrong(tmp_path):
+    """nbgrader itself, on a small generated notebook (the course notebooks run once, under nbval): generate
+    the release in a *copy* of the course folder, then autograde three submissions made from the release —
+    every exercise solved (full marks), untouched (0 points, every grader "not attempted"), and two wrong
+    answers (0 for those two, the message naming the failing check) — without nbgrader #1961's warning."""
+    import json
+
     from nbgrader.api import Gradebook
 
+    source_nb = _read(_template_course_notebook(tmp_path / "notebooks"))
+    first = tmp_path / "first"
+    assert main(["handout", str(tmp_path / "notebooks" / "01_ex.ipynb"), "--nbgrader", "--out", str(first)]) == 0
+    course = tmp_path / "course"
+    shutil.copytree(first, course)  # a copied course folder writes into itself
+    nbg = [sys.executable, "-m", "nbgrader"]
+    done = subprocess.run(nbg + ["generate_assignment", "01_ex", "--force"], cwd=course, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not (first / "release").exists(), "the copy wrote its release into the original course folder"
+    released = _read(course / "release" / "01_ex" / "01_ex.ipynb")
+    found = exercises(source_nb)
+    graded = [e for e in found if e.kind == "graded"]
+    assert released.cells[graded[0].solution].source == \
+        "def double(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()", "the stub is two lines"
+    for e in graded:
+        assert "source_hidden" not in released.cells[e.solution].metadata.get("jupyter", {}), "collapsed in release"
+        assert HIDDEN_BEGIN not in released.cells[e.grader].source
+    assert "collapsed cell under its task" not in released.cells[graded[0].task - 1].source
+
+    def submit(student, answers):
+        nb = _read(course / "release" / "01_ex" / "01_ex.ipynb")
+        for e, answer in zip(graded, answers):
+            if answer is not None:
+                nb.cells[e.solution].source = with_answer(source_nb.cells[e.solution].source, answer)
+        folder = course / "submitted" / student / "01_ex"
+        folder.mkdir(parents=True)
+        nbformat.write(nb, folder / "01_ex.ipynb")
+        (folder / "timestamp.txt").write_text("2027-01-01 12:00:00 UTC")
+
+    solutions = [re.search(r"BEGIN SOLUTION\n(.*)\n\s*### END", source_nb.cells[e.solution].source, re.S).group(1)
+                 for e in graded]
+    wrongs = [source_nb.cells[e.solution].metadata["aicourse"]["wrong"] for e in graded]
+    submit("full", solutions)
+    submit("untouched", [None] * 3)
+    submit("wrong", wrongs[:2] + solutions[2:])
+    done = subprocess.run(nbg + ["autograde", "01_ex", "--force"], cwd=course, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "has changed" not in done.stdout + done.stderr, "nbgrader #1961's checksum warning is back"
+
+    def outputs(student):
+        nb = _read(course / "autograded" / student / "01_ex" / "01_ex.ipynb")
+        texts = {}
+        for e in graded:
+            out = nb.cells[e.grader].outputs
+            texts[e.number] = "".join(o.get("text", "") for o in out) + "".join(
+                json.dumps(o.get("traceback", "")) for o in out)
+        return texts
+
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-        sub = gb.find_submission_notebook(source.stem, stem, "learner")
-        graded = [g for g in sub.grades if g.cell.name.endswith("-test")]
-        assert graded and all(g.score == g.max_score == 1 for g in graded), [(g.cell.name, g.score) for g in graded]
+        def scores(student):
+            sub = gb.find_submission_notebook("01_ex", "01_ex", student)
+            return {g.cell.name: g.score for g in sub.grades if g.cell.name.endswith("-test")}
+
+        assert scores("full") == {"ex1-test": 1, "ex2-test": 1, "ex3-test": 1}
+        assert scores("untouched") == {"ex1-test": 0, "ex2-test": 0, "ex3-test": 0}
+        assert scores("wrong") == {"ex1-test": 0, "ex2-test": 0, "ex3-test": 1}
+    untouched = outputs("untouched")
+    assert all(": not attempted" in text for text in untouched.values()), untouched
+    wrong = outputs("wrong")
+    assert "1 · double: wrong — at [0] got 3, expected 2" in wrong[1] and "failing check: double" in wrong[1]
+    assert "got 5,000, expected 5,050" in wrong[2] and "failing check: sum of 1..100" in wrong[2]
+    assert "solved" in wrong[3]
