@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from aicourse.lessons.lstm_gru import gru_layer_forward
 from aicourse.lessons.seq2seq import (beam_search, bigru_backward, bigru_forward, bilstm_backward, bilstm_forward,
@@ -50,8 +51,11 @@ class Seq2Seq(nn.Module):
         self.out = nn.Linear(H_dec + 2 * H, V_tgt)
 
     def encode(self, src, pad=0):
-        enc, h_n = self.encoder(self.src_emb(src))
-        return enc, torch.tanh(self.bridge(torch.cat([h_n[0], h_n[1]], dim=1))), src != pad
+        mask = src != pad
+        packed = pack_padded_sequence(self.src_emb(src), mask.sum(dim=1), batch_first=True, enforce_sorted=False)
+        enc, h_n = self.encoder(packed)
+        enc, _ = pad_packed_sequence(enc, batch_first=True, total_length=src.shape[1])
+        return enc, torch.tanh(self.bridge(torch.cat([h_n[0], h_n[1]], dim=1))), mask
 
     def step(self, y_prev, s, enc, mask):
         e = torch.tanh((s @ self.W_q.T)[:, None, :] + enc @ self.W_k.T) @ self.w_v
@@ -102,6 +106,42 @@ def test_bigru_matches_nn_gru(T, N, D, H):
     for n, gf, gb in zip(GATES, g_f, g_b):
         close(gf, getattr(rnn, f"{n}_l0").grad)
         close(gb, getattr(rnn, f"{n}_l0_reverse").grad)
+
+
+@pytest.mark.parametrize("lengths", [[5, 3, 1], [1, 5, 2], [5, 5, 5]])
+def test_bigru_with_lengths_matches_packed_nn_gru(lengths):
+    """Padded sequences: both directions read only the real tokens, as a packed nn.GRU does."""
+    rng = np.random.default_rng(sum(lengths))
+    T, N, D, H = 5, 3, 4, 3
+    x, dout = rng.standard_normal((T, N, D)), rng.standard_normal((T, N, 2 * H))
+    h0, dh_n = rng.standard_normal((2, N, H)), rng.standard_normal((2, N, H))
+    torch.manual_seed(0)
+    rnn = nn.GRU(D, H, bidirectional=True).double()
+    out, h_n, cache = bigru_forward(x, *directions(rnn), h0, lengths=np.array(lengths))
+    dx, dh0, g_f, g_b = bigru_backward(dout, dh_n, cache)
+    xt, h0t = t(x, True), t(h0, True)
+    out_t, h_n_t = rnn(pack_padded_sequence(xt, torch.tensor(lengths), enforce_sorted=False), h0t)
+    out_t = pad_packed_sequence(out_t, total_length=T)[0]
+    ((out_t * t(dout)).sum() + (h_n_t * t(dh_n)).sum()).backward()
+    close(out, out_t); close(h_n, h_n_t); close(dx, xt.grad); close(dh0, h0t.grad)
+    for n, gf, gb in zip(GATES, g_f, g_b):
+        close(gf, getattr(rnn, f"{n}_l0").grad)
+        close(gb, getattr(rnn, f"{n}_l0_reverse").grad)
+    real = np.arange(T)[:, None] < np.array(lengths)
+    assert np.all(out[~real] == 0) and np.all(dx[~real] == 0)      # padding: no output, no gradient
+    if min(lengths) < T:   # reading the padding (no lengths) gives other outputs at the real positions
+        assert rel(bigru_forward(x, *directions(rnn), h0)[0] * real[..., None], out_t) > 1e-3
+
+
+def test_bigru_rejects_impossible_lengths_and_encode_rejects_left_padding():
+    x = np.zeros((4, 2, 3))
+    rnn = nn.GRU(3, 2, bidirectional=True).double()
+    for lengths in ([0, 4], [5, 1], [4]):
+        with pytest.raises(ValueError, match="lengths must hold"):
+            bigru_forward(x, *directions(rnn), lengths=np.array(lengths))
+    _, p = model_and_params(0)
+    with pytest.raises(ValueError, match="padding must come after"):
+        encode(np.array([[0, 1, 2], [1, 2, 3]]), p)
 
 
 def test_bilstm_matches_nn_lstm():

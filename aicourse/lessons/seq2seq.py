@@ -8,19 +8,34 @@ import numpy as np
 from aicourse.lessons.lstm_gru import gru_layer_backward, gru_layer_forward, lstm_layer_backward, lstm_layer_forward
 
 
-def bigru_forward(x, fwd, bwd, h0=None):
+def _real_positions(T, N, lengths):
+    """(T, N) bool `real` (t < length of sequence n) and `rev`, which reverses each sequence's real positions."""
+    lengths = np.full(N, T) if lengths is None else np.asarray(lengths)
+    if lengths.shape != (N,) or lengths.min() < 1 or lengths.max() > T:
+        raise ValueError(f"lengths must hold one length in 1..{T} per sequence (N = {N}), got {lengths.tolist()}")
+    t = np.arange(T)[:, None]
+    real = t < lengths
+    return lengths, real, np.where(real, lengths - 1 - t, t)             # padding positions stay in place
+
+
+def bigru_forward(x, fwd, bwd, h0=None, lengths=None):
     """One bidirectional GRU layer, as nn.GRU(..., bidirectional=True), on a time-major x (T, N, D).
 
     fwd, bwd: (W_ih, W_hh, b_ih, b_hh) of each direction (torch's ``*_l0`` and ``*_l0_reverse``);
-    h0: (2, N, H) or None (zeros). Returns out (T, N, 2H), row t = [forward h_t ; backward h_t],
-    h_n (2, N, H) = [forward h at t = T-1 ; backward h at t = 0], and the cache.
+    h0: (2, N, H) or None (zeros); lengths (N,): real tokens of each sequence, padding after them
+    (None: all T), as torch's pack_padded_sequence. Each direction reads only the real tokens.
+    Returns out (T, N, 2H), row t = [forward h_t ; backward h_t], zero at padding positions,
+    h_n (2, N, H) = [forward h at t = length-1 ; backward h at t = 0], and the cache.
     """
-    N, H = x.shape[1], fwd[1].shape[1]
+    T, N, H = x.shape[0], x.shape[1], fwd[1].shape[1]
+    lengths, real, rev = _real_positions(T, N, lengths)
+    n = np.arange(N)
     h0 = np.zeros((2, N, H)) if h0 is None else h0
-    hs_f, cache_f = gru_layer_forward(x, h0[0], *fwd)
-    hs_b, cache_b = gru_layer_forward(x[::-1], h0[1], *bwd)     # reads x_{T-1}, ..., x_0
-    out = np.concatenate([hs_f, hs_b[::-1]], axis=-1)           # re-reversed: row t holds both states of position t
-    return out, np.stack([hs_f[-1], hs_b[-1]]), (cache_f, cache_b, H)
+    hs_f, cache_f = gru_layer_forward(x, h0[0], *fwd)                  # steps past a length: never read
+    hs_b, cache_b = gru_layer_forward(x[rev, n], h0[1], *bwd)          # reads x_{length-1}, ..., x_0, then padding
+    out = np.concatenate([hs_f, hs_b[rev, n]], axis=-1) * real[..., None]   # re-reversed; padding rows zeroed
+    h_n = np.stack([hs_f[lengths - 1, n], hs_b[lengths - 1, n]])
+    return out, h_n, (cache_f, cache_b, H, lengths, real, rev)
 
 
 def bigru_backward(dout, dh_n, cache):
@@ -28,10 +43,16 @@ def bigru_backward(dout, dh_n, cache):
 
     Returns dx (T, N, D), dh0 (2, N, H), grads_fwd, grads_bwd (each [dW_ih, dW_hh, db_ih, db_hh]).
     """
-    cache_f, cache_b, H = cache
-    dx_f, dh0_f, g_f = gru_layer_backward(dout[..., :H], None if dh_n is None else dh_n[0], cache_f)
-    dx_b, dh0_b, g_b = gru_layer_backward(dout[::-1, :, H:], None if dh_n is None else dh_n[1], cache_b)
-    return dx_f + dx_b[::-1], np.stack([dh0_f, dh0_b]), g_f, g_b
+    cache_f, cache_b, H, lengths, real, rev = cache
+    n = np.arange(len(lengths))
+    dout = dout * real[..., None]                                       # padding rows are constants (zero)
+    d_f, d_b = dout[..., :H].copy(), dout[rev, n, H:]                   # d_b in the backward direction's order
+    if dh_n is not None:                                                # h_n is the output of step length-1
+        d_f[lengths - 1, n] += dh_n[0]
+        d_b[lengths - 1, n] += dh_n[1]
+    dx_f, dh0_f, g_f = gru_layer_backward(d_f, None, cache_f)
+    dx_b, dh0_b, g_b = gru_layer_backward(d_b, None, cache_b)
+    return dx_f + dx_b[rev, n], np.stack([dh0_f, dh0_b]), g_f, g_b
 
 
 def bilstm_forward(x, fwd, bwd, hx=None):
@@ -115,14 +136,19 @@ GRU = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 def encode(src, p, pad=0):
     """Encoder and bridge. src (N, T) token ids, `pad` the padding id.
 
+    Padding comes after each source's real tokens, which alone the encoder reads (as pack_padded_sequence).
     Returns enc (N, T, 2H), s0 = tanh(W_b [h_fwd ; h_bwd] + b_b) (N, H_dec), mask (N, T) (True = a real token), cache.
     """
+    mask = src != pad
+    lengths = mask.sum(axis=1)
+    if not np.array_equal(mask, np.arange(src.shape[1]) < lengths[:, None]):
+        raise ValueError("padding must come after the real tokens of each source (right padding), none before")
     x = p["src_emb.weight"][src].transpose(1, 0, 2)                            # (T, N, D_e), time-major
     out, h_n, cache_enc = bigru_forward(x, [p[f"encoder.{n}_l0"] for n in GRU],
-                                        [p[f"encoder.{n}_l0_reverse"] for n in GRU])
+                                        [p[f"encoder.{n}_l0_reverse"] for n in GRU], lengths=lengths)
     h_cat = np.concatenate([h_n[0], h_n[1]], axis=1)
     s0 = np.tanh(h_cat @ p["bridge.weight"].T + p["bridge.bias"])
-    return out.transpose(1, 0, 2), s0, src != pad, (src, cache_enc, h_cat, s0)
+    return out.transpose(1, 0, 2), s0, mask, (src, cache_enc, h_cat, s0)
 
 
 def encode_backward(denc, ds0, cache, p):
