@@ -27,11 +27,19 @@ def all_notebooks(folder: Path | None = None) -> list[Path]:
 def find_notebook(name: str, folder: Path | None = None) -> Path:
     """Resolve ``"07"``, ``"10_convolution"``, ``"10_convolution.ipynb"`` or a path.
 
-    An unknown name raises FileNotFoundError with the list of notebooks.
+    A name with a folder in it (``./my-work/20_gpt``, ``my-work/20_gpt.ipynb``) is a path and means that
+    file (``.ipynb`` may be left out), never the notebook of the same name in ``folder``. An unknown name
+    or a missing path raises FileNotFoundError in one sentence.
     """
     p = Path(name)
-    if p.suffix == ".ipynb" and p.exists():
+    if p.suffix == ".ipynb" and p.is_file():
         return p.resolve()
+    if len(p.parts) > 1 or name.startswith(".") or "/" in name or "\\" in name:
+        for candidate in (p, p.with_name(p.name + ".ipynb")):
+            if candidate.suffix == ".ipynb" and candidate.is_file():
+                return candidate.resolve()
+        tried = name if name.endswith(".ipynb") else f"{name} (nor {name}.ipynb)"
+        raise FileNotFoundError(f"No notebook at {tried}.")
     notebooks = all_notebooks(folder)
     stem = p.name[:-6] if p.name.endswith(".ipynb") else p.name
     hits = [nb for nb in notebooks if nb.stem == stem or nb.name.split("_", 1)[0] == stem]

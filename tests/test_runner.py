@@ -166,3 +166,21 @@ def test_ctrl_c_stops_the_kernel_and_writes_the_summary(tmp_path, parent_ignores
     assert partial.cells[0].source.startswith("**INTERRUPTED**")
     time.sleep(1)
     assert subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True).returncode == 1  # no kernel left
+
+
+def test_a_path_means_that_path_even_without_ipynb(small, tmp_path, monkeypatch):
+    """`aicourse run ./my-work/20_gpt` runs my-work's copy, not notebooks/20_gpt; a missing path is one sentence."""
+    from aicourse.notebooks import find_notebook
+
+    work = tmp_path / "my-work"
+    work.mkdir()
+    mine = work / "20_gpt.ipynb"
+    mine.write_bytes(small.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    for name in ("./my-work/20_gpt", "my-work/20_gpt", "my-work/20_gpt.ipynb", str(work / "20_gpt")):
+        assert find_notebook(name) == mine.resolve(), name
+    assert find_notebook("20").name == "20_gpt.ipynb" and find_notebook("20") != mine.resolve()
+    with pytest.raises(FileNotFoundError, match=r"^No notebook at my-work/21_x \(nor my-work/21_x.ipynb\)\.$"):
+        find_notebook("my-work/21_x")
+    [result] = run(["./my-work/20_gpt"], {}, tmp_path / "out", progress=False)
+    assert result.status == "ok" and (tmp_path / "out" / "20_gpt.ipynb").exists()
