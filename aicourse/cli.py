@@ -1,4 +1,4 @@
-"""Command line: `aicourse run|export|check|new|handout|links|env|bench|book` (also `python -m aicourse ...`)."""
+"""Command line: `aicourse run|export|check|new|handout|progress|links|env|bench|book` (also `python -m aicourse ...`)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--force", action="store_true",
                    help="replace notebooks already in OUT, after moving them to OUT/backup-<date>-<time>/ "
                         "(without it they are kept: they may hold your work)")
+    g = sub.add_parser("progress", help="every exercise of a handout folder: solved, wrong (with the failing "
+                                        "check), not attempted, or discussion (reruns only changed notebooks)")
+    g.add_argument("folder", nargs="?", default="my-work", help="the handout folder (default: my-work)")
     sub.add_parser("links", help="rewrite every Colab badge and install cell from aicourse/config.py (REPO, REF)")
     sub.add_parser("env", help="print the one-line environment summary")
     b = sub.add_parser("bench", help="time the course's NumPy operations against torch on the CPU and the device")
@@ -141,6 +144,18 @@ def _dispatch(args) -> int:
             print(f"wrote {len(notebooks)} notebook(s), {kind}, to {args.out}")
         if args.nbgrader and notebooks:
             print(f"next: cd {args.out} && nbgrader generate_assignment <notebook name> (see docs/teaching.md)")
+        return 0
+    if args.command == "progress":
+        from .exercises import progress, progress_table
+        _ctrl_c_stops()
+        try:
+            result = progress(args.folder)
+        except KeyboardInterrupt:
+            print("\naicourse: interrupted; the notebooks graded so far are remembered for the next run.",
+                  file=sys.stderr)
+            return 130
+        print()
+        print(progress_table(result))
         return 0
     if args.command == "links":
         from .notebooks import sync_links

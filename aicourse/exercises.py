@@ -60,7 +60,7 @@ class Grade:
     def message(self) -> str:
         """Every line the grader prints: the first line, then the failing check in full (wrapped at
         :data:`aicourse.checks.LINE_WIDTH` characters, never cut)."""
-        lines = _wrap(self.line, "")
+        lines = _wrap(self.line, "", DETAIL_INDENT + "  ")
         for item in self.more:
             lines += _wrap(item, DETAIL_INDENT)
         return "\n".join(lines)
@@ -69,11 +69,13 @@ class Grade:
         """A cell that ends in ``grade(...)`` shows only the printed lines."""
 
 
-def _wrap(text: str, indent: str) -> list[str]:
-    """``text`` as lines of at most LINE_WIDTH characters, broken between words (a word never cut)."""
+def _wrap(text: str, indent: str, subsequent: str | None = None) -> list[str]:
+    """``text`` as lines of at most LINE_WIDTH characters, broken between words (a word never cut); the
+    lines after the first are indented two spaces more (or by ``subsequent``)."""
     import textwrap
 
-    return textwrap.wrap(text, checks.LINE_WIDTH, initial_indent=indent, subsequent_indent=indent + "  ",
+    return textwrap.wrap(text, checks.LINE_WIDTH, initial_indent=indent,
+                         subsequent_indent=indent + "  " if subsequent is None else subsequent,
                          break_long_words=False, break_on_hyphens=False) or [indent.rstrip()]
 
 
@@ -620,3 +622,213 @@ def handout(names: list[str] | None, out, *, solutions: bool = False, nbgrader: 
             target.write_text(NBGRADER_CONFIG.format(stub={"python": CODE_STUB}, text=TEXT_STUB))
             written.append(target)
     return Release(written, kept, backup)
+
+
+# ----------------------------------------------------------------------------- progress
+GRADE_LINE_RE = re.compile(r"^exercise (?P<name>\d+ · .*?): (?P<status>not attempted|solved|wrong)"
+                           r"(?: — (?P<detail>.*)| \((?P<checks>\d+) checks? passed\))?$")
+DISCUSSION = "discussion"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One exercise of an executed notebook, as its grader left it."""
+    number: int
+    title: str
+    status: str          # solved, wrong, not attempted, discussion, or "not run"
+    detail: str = ""     # for wrong: what was wrong; for a discussion: answered or not
+    check: str = ""      # for wrong: the failing check's name
+
+    @property
+    def text(self) -> str:
+        if self.status == WRONG:
+            return f"wrong: {self.detail}" + (f" (check: {self.check})" if self.check else "")
+        return f"{self.status} ({self.detail})" if self.detail else self.status
+
+
+def _stream_text(cell) -> str:
+    return "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+
+
+def _grade_lines(lines: list[str]) -> tuple[str, list[str]] | None:
+    """(first line, the items of the lines after it) of the first grade a grader printed, or None.
+    A wrapped line continues on lines indented two spaces more; they are joined back."""
+    at = next((i for i, line in enumerate(lines) if GRADE_LINE_RE.match(line)), None)
+    if at is None:
+        return None
+    first, items = lines[at], []
+    for line in lines[at + 1:]:
+        if line.startswith(DETAIL_INDENT + "  ") and (items or first):
+            if items:
+                items[-1] += " " + line.strip()
+            else:
+                first += " " + line.strip()
+        elif line.startswith(DETAIL_INDENT) and line.strip():
+            items.append(line.strip())
+        else:
+            break
+    return first, items
+
+
+def outcomes(nb) -> list[Outcome]:
+    """Every exercise of an executed notebook (a handout or a course notebook) and what its grader said."""
+    found = []
+    for e in exercises(nb):
+        if e.kind == "discussion":
+            answer = nb.cells[e.solution].source.strip() if e.solution is not None else ""
+            answered = bool(answer) and answer != TEXT_STUB
+            found.append(Outcome(e.number, e.title, DISCUSSION, "answered" if answered else "not answered yet"))
+            continue
+        cell = nb.cells[e.grader] if e.grader is not None else {}
+        printed = _grade_lines(_stream_text(cell).splitlines())
+        if printed is not None:
+            m = GRADE_LINE_RE.match(printed[0])
+            status = m.group("status")
+            if status != WRONG:
+                found.append(Outcome(e.number, e.title, status))
+                continue
+            check = next((item[len("failing check: "):] for item in printed[1] if item.startswith("failing check: ")),
+                         "")
+            found.append(Outcome(e.number, e.title, WRONG, m.group("detail") or "", check))
+            continue
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        if errors:
+            value = str(errors[0].get("evalue", "")).splitlines()
+            found.append(Outcome(e.number, e.title, WRONG, f"the grader cell raised {errors[0].get('ename')}"
+                                 + (f": {value[0]}" if value else "") + " (does every cell above it run?)"))
+        else:
+            found.append(Outcome(e.number, e.title, "not run"))
+    return found
+
+
+def grade_counts(nb) -> tuple[int, int]:
+    """(graded exercises solved, graded exercises) of an executed notebook."""
+    graded = [o for o in outcomes(nb) if o.status != DISCUSSION]
+    return sum(o.status == SOLVED for o in graded), len(graded)
+
+
+PROGRESS_CACHE = ".aicourse-progress.json"
+
+
+def _content_hash(nb) -> str:
+    """What a notebook's grades depend on: its cells' sources (not their outputs), and the package version."""
+    import hashlib
+    import json
+
+    from . import __version__
+
+    cells = [[c.cell_type, c.source] for c in nb.cells]
+    return hashlib.sha256(json.dumps([__version__, cells]).encode()).hexdigest()
+
+
+def progress(folder="my-work", *, show: bool = True, timeout: int = 600) -> dict[str, list[Outcome]]:
+    """Every exercise of every notebook in a handout folder, and what its grader says.
+
+    A notebook is executed (in a kernel of its own, every cell run even when one raises) only when its
+    cells changed since the last call; the outcomes are kept in ``folder/.aicourse-progress.json``,
+    keyed by a hash of the cells' sources. With ``show``, prints a line per notebook while it runs.
+    """
+    import json
+    import shutil
+    import time
+    from pathlib import Path
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    from .notebooks import all_notebooks
+    from .runner import _kernel_manager_class
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"No folder {str(folder)!r}: write your copy of the course first with "
+                                f"`aicourse handout --out {folder}`.")
+    paths = all_notebooks(folder)
+    if not paths:
+        raise FileNotFoundError(f"No course notebooks (NN_name.ipynb) in {str(folder)!r}: write them with "
+                                f"`aicourse handout --out {folder}`.")
+    cache_file = folder / PROGRESS_CACHE
+    try:
+        cache = json.loads(cache_file.read_text()).get("notebooks", {})
+    except (OSError, ValueError):
+        cache = {}
+    result = {}
+    for i, path in enumerate(paths, 1):
+        nb = nbformat.read(path, as_version=4)
+        digest = _content_hash(nb)
+        known = cache.get(path.name)
+        if known and known.get("hash") == digest:
+            result[path.stem] = [Outcome(**o) for o in known["outcomes"]]
+            if show:
+                print(f"[{i}/{len(paths)}] {path.stem}: unchanged since the last run", flush=True)
+            continue
+        if not exercises(nb):
+            result[path.stem] = []
+            cache[path.name] = {"hash": digest, "outcomes": []}
+            continue
+        if show:
+            print(f"[{i}/{len(paths)}] {path.stem}: running ...", end="", flush=True)
+        start = time.perf_counter()
+        started: list = []
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+                                kernel_manager_class=_kernel_manager_class(started),
+                                resources={"metadata": {"path": str(folder.resolve())}})
+        try:
+            client.execute()
+        except Exception as exc:  # the kernel died or a cell timed out: the graders that ran still count
+            if show:
+                print(f" stopped ({type(exc).__name__})", end="")
+        finally:
+            for km in started:
+                if km.transport == "ipc":
+                    shutil.rmtree(Path(km.ip).parent, ignore_errors=True)
+        found = outcomes(nb)
+        result[path.stem] = found
+        cache[path.name] = {"hash": digest, "outcomes": [o.__dict__ for o in found]}
+        solved = sum(o.status == SOLVED for o in found)
+        graded = sum(o.status != DISCUSSION for o in found)
+        if show:
+            print(f" {time.perf_counter() - start:.1f} s, {solved}/{graded} solved", flush=True)
+        cache_file.write_text(json.dumps({"notebooks": cache}, indent=1, ensure_ascii=False))
+    cache = {k: v for k, v in cache.items() if (folder / k).exists()}
+    cache_file.write_text(json.dumps({"notebooks": cache}, indent=1, ensure_ascii=False))
+    return result
+
+
+def progress_table(result: dict[str, list[Outcome]]) -> str:
+    """The table ``aicourse progress`` prints: one row per exercise, a total per notebook and for the course."""
+    import textwrap
+
+    rows = [(nb, f"{o.number} · {o.title}", o.text) for nb, found in result.items() for o in found]
+    w_nb = max([len("notebook")] + [len(nb) for nb in result])
+    w_ex = min(36, max([len("exercise")] + [len(r[1]) for r in rows]))
+    width = checks.LINE_WIDTH - w_nb - w_ex - 4
+    lines = [f"{'notebook':<{w_nb}}  {'exercise':<{w_ex}}  status", "-" * checks.LINE_WIDTH]
+    totals = {SOLVED: 0, WRONG: 0, NOT_ATTEMPTED: 0, "not run": 0, DISCUSSION: 0, "answered": 0}
+
+    def counts(found) -> str:
+        graded = [o for o in found if o.status != DISCUSSION]
+        parts = [f"{sum(o.status == SOLVED for o in graded)} of {len(graded)} solved"]
+        parts += [f"{n} {s}" for s in (WRONG, NOT_ATTEMPTED, "not run") if (n := sum(o.status == s for o in graded))]
+        talk = [o for o in found if o.status == DISCUSSION]
+        text = ", ".join(parts)
+        if talk:
+            text += f"; {len(talk)} discussion ({sum(o.detail == 'answered' for o in talk)} answered)"
+        return text
+
+    for nb, found in result.items():
+        for j, o in enumerate(found):
+            title = f"{o.number} · {o.title}"
+            title = title if len(title) <= w_ex else title[:w_ex - 1] + "…"
+            status = textwrap.wrap(o.text, width, subsequent_indent="  ", break_long_words=False) or [""]
+            lines.append(f"{nb if j == 0 else '':<{w_nb}}  {title:<{w_ex}}  {status[0]}")
+            lines += [f"{'':<{w_nb}}  {'':<{w_ex}}  {more}" for more in status[1:]]
+            totals[o.status] = totals.get(o.status, 0) + 1
+            totals["answered"] += o.status == DISCUSSION and o.detail == "answered"
+        if not found:
+            lines.append(f"{nb:<{w_nb}}  {'(no exercises)':<{w_ex}}")
+        elif len(result) > 1:
+            lines.append(f"{'':<{w_nb}}  {'':<{w_ex}}  = {counts(found)}")
+    every = [o for found in result.values() for o in found]
+    lines += ["-" * checks.LINE_WIDTH, f"all {len(result)} notebook(s): {counts(every)}"]
+    return "\n".join(lines)

@@ -277,13 +277,27 @@ def _write_summary(results: list[RunResult], out: Path, context: RunContext) -> 
     return table
 
 
+def _exercises(r: RunResult) -> tuple[int, int] | None:
+    """(solved, graded) in a run's executed copy, or None when it has no graded exercise (or no copy)."""
+    from .exercises import grade_counts
+
+    try:
+        solved, graded = grade_counts(nbformat.read(r.output, as_version=4)) if r.output.exists() else (0, 0)
+    except Exception:  # an unreadable copy: its status says why
+        return None
+    return (solved, graded) if graded else None
+
+
 def summary_table(results: list[RunResult]) -> str:
     """Markdown: one row per notebook with its time (in all; kernel start and papermill's set-up apart
-    from the cells' own run time), its checks and the largest error in each setting."""
+    from the cells' own run time), its checks and the largest error in each setting; when a notebook has
+    graded exercises (a handout a learner works in), how many of them its graders said solved."""
+    exercises = [_exercises(r) for r in results]
+    with_exercises = any(exercises)
     rows = ["| notebook | status | seconds | start s | cells s | device | checks passed | mistakes caught | "
-            "max rel float64 | max rel float32 | max rel finite diff |",
-            "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
-    for r in results:
+            "max rel float64 | max rel float32 | max rel finite diff |" + (" exercises |" if with_exercises else ""),
+            "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|" + ("---:|" if with_exercises else "")]
+    for r, ex in zip(results, exercises):
         c = r.checks
         errs = " | ".join(f"{c[k]:.1e}" if c.get(k) else "-" for k in ("float64", "float32", "finite diff"))
         status = r.status.replace("|", "/")
@@ -292,11 +306,17 @@ def summary_table(results: list[RunResult]) -> str:
         cells = c.get("cells s", 0.0)
         start = f"{r.seconds - cells:.1f} | {cells:.1f}" if cells else "- | -"
         rows.append(f"| {r.notebook} | {status} | {r.seconds:.1f} | {start} | {r.device} | "
-                    f"{c.get('passed', 0)} | {c.get('caught', 0)} | {errs} |")
+                    f"{c.get('passed', 0)} | {c.get('caught', 0)} | {errs} |"
+                    + ((f" {ex[0]}/{ex[1]} solved |" if ex else " - |") if with_exercises else ""))
     total = sum(r.seconds for r in results)
     failed = sum(r.status not in ("ok", "not run") for r in results)
     not_run = sum(r.status == "not run" for r in results)
     passed = sum(r.checks.get("passed", 0) for r in results)
+    solved = ""
+    if with_exercises:
+        done, graded = (sum(ex[k] for ex in exercises if ex) for k in (0, 1))
+        solved = f" {done} of {graded} graded exercises solved (`aicourse progress` lists them)."
     rows.append(f"\n{len(results) - failed - not_run} of {len(results)} notebooks passed"
-                + (f" ({not_run} not run)" if not_run else "") + f", {total:.1f} s in all; {passed} checks passed.")
+                + (f" ({not_run} not run)" if not_run else "") + f", {total:.1f} s in all; {passed} checks passed."
+                + solved)
     return "\n".join(rows)
