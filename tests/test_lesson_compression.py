@@ -13,9 +13,9 @@ import torch.nn.functional as F
 import torch.nn.utils.prune as prune
 
 from aicourse.lessons.compression import (affine_qparams, dequantize, distillation_loss, global_magnitude_masks,
-                                          int8_mlp_forward, kd_loss, magnitude_mask, quantize_mlp,
+                                          int8_mlp_forward, kd_loss, magnitude_mask, near_ties, quantize_mlp,
                                           quantize_per_channel, quantize_per_tensor, quantized_linear,
-                                          symmetric_qparams)
+                                          symmetric_qparams, torch_zero_point_first)
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*quantized tensor creation functions")
 
@@ -39,16 +39,25 @@ def test_qparams_match_torch_observers():
     np.testing.assert_array_equal(z, z_t.numpy())
 
 
+def assert_codes_agree(ours, theirs, near):
+    """Identical codes away from near-ties, at most one apart at them (the notebook's rule on random values)."""
+    ours, theirs = np.asarray(ours, np.int64), np.asarray(theirs, np.int64)
+    np.testing.assert_array_equal(ours[~near], theirs[~near])
+    assert np.abs(ours - theirs).max(initial=0) <= 1
+
+
 def test_quantize_per_tensor_equals_torch_codes_ties_clamp_and_random():
     rng = np.random.default_rng(1)
     s_tie = 2.0 ** -3
     ties = ((np.arange(-300, 300) + 0.5) * s_tie).astype(np.float32)          # exact ties, many out of range
     rand = (rng.standard_normal(100_003) * 3).astype(np.float32)
-    for x in (ties, rand):
-        for zp, dt, qmin, qmax in ((0, torch.qint8, -128, 127), (9, torch.quint8, 0, 255), (-5, torch.qint8, -128, 127)):
-            scale = s_tie if x is ties else float(affine_qparams(x.min(), x.max(), qmin, qmax)[0])
-            ref = torch.quantize_per_tensor(torch.from_numpy(x), scale, zp, dt).int_repr().numpy()
-            np.testing.assert_array_equal(quantize_per_tensor(x, scale, zp, qmin, qmax), ref)
+    for zp, dt, qmin, qmax in ((0, torch.qint8, -128, 127), (9, torch.quint8, 0, 255), (-5, torch.qint8, -128, 127)):
+        ref = torch.quantize_per_tensor(torch.from_numpy(ties), s_tie, zp, dt).int_repr().numpy()
+        np.testing.assert_array_equal(quantize_per_tensor(ties, s_tie, zp, qmin, qmax), ref)       # None: ask torch
+        np.testing.assert_array_equal(quantize_per_tensor(ties, s_tie, zp, qmin, qmax, torch_zero_point_first()), ref)
+        scale = float(affine_qparams(rand.min(), rand.max(), qmin, qmax)[0])
+        ref = torch.quantize_per_tensor(torch.from_numpy(rand), scale, zp, dt).int_repr().numpy()
+        assert_codes_agree(quantize_per_tensor(rand, scale, zp, qmin, qmax), ref, near_ties(rand, scale, zp))
     # ties go to even: 0.5 -> 0, 1.5 -> 2, 2.5 -> 2
     np.testing.assert_array_equal(quantize_per_tensor(np.array([0.5, 1.5, 2.5, -0.5, -1.5]), 1.0, 0, -128, 127),
                                   [0, 2, 2, 0, -2])
@@ -56,6 +65,12 @@ def test_quantize_per_tensor_equals_torch_codes_ties_clamp_and_random():
 
 def test_quantize_per_channel_equals_torch_codes():
     rng = np.random.default_rng(2)
+    s_tie = np.array([2.0 ** -3, 2.0 ** -4])
+    ties = ((np.arange(-200, 200) + 0.5) * s_tie[:, None]).astype(np.float32)   # exact ties in both rows
+    z_tie = np.array([3, -7])
+    ref = torch.quantize_per_channel(torch.from_numpy(ties), torch.tensor(s_tie), torch.tensor(z_tie), 0,
+                                     torch.qint8).int_repr().numpy()
+    np.testing.assert_array_equal(quantize_per_channel(ties, s_tie, z_tie, 0, -128, 127), ref)
     for axis in (0, 1):
         W = (rng.standard_normal((30, 200)) * 2).astype(np.float32)
         W = W if axis == 0 else np.ascontiguousarray(W.T)
@@ -63,11 +78,38 @@ def test_quantize_per_channel_equals_torch_codes():
         s, z = affine_qparams(lo, hi, -128, 127)
         ref = torch.quantize_per_channel(torch.from_numpy(W), torch.tensor(s, dtype=torch.float64), torch.tensor(z),
                                          axis, torch.qint8).int_repr().numpy()
-        np.testing.assert_array_equal(quantize_per_channel(W, s, z, axis, -128, 127), ref)
+        shape = (-1, 1) if axis == 0 else (1, -1)
+        assert_codes_agree(quantize_per_channel(W, s, z, axis, -128, 127), ref,
+                           near_ties(W, s.reshape(shape), z.reshape(shape)))
         deq = torch.quantize_per_channel(torch.from_numpy(W), torch.tensor(s, dtype=torch.float64), torch.tensor(z),
                                          axis, torch.qint8).dequantize().numpy()
-        np.testing.assert_allclose(dequantize(quantize_per_channel(W, s, z, axis, -128, 127), s, z, axis=axis), deq,
-                                   rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(dequantize(ref, s, z, axis=axis), deq, rtol=1e-6, atol=1e-7)   # torch's codes
+
+
+def test_near_ties_marks_half_integers_only():
+    s = 0.1
+    x = np.array([0.05, 0.15, 0.1, 0.125, -0.25, 12.35], dtype=np.float32)    # x / s near 0.5, 1.5, -2.5, 123.5
+    np.testing.assert_array_equal(near_ties(x, s), [True, True, False, False, True, True])
+    # the ulp is taken where the kernel rounds, at x / s + z: 1e-6 off a tie is far at 0.5, near at 200.5
+    off = np.float32(0.5 * s + 1e-7)
+    assert not near_ties(off, s)[()] and near_ties(off, s, 200)[()]
+
+
+def test_quantized_linear_on_torch_codes_equals_f_linear():
+    """The int32 accumulate-and-rescale on the codes torch made, against F.linear on those codes dequantised."""
+    rng = np.random.default_rng(6)
+    x, W, b = rng.uniform(-1, 2, (9, 50)), rng.standard_normal((7, 50)), rng.standard_normal(7)
+    s_x, z_x = affine_qparams(x.min(), x.max(), 0, 255)
+    s_w, _ = symmetric_qparams(W.min(1), W.max(1), -128, 127)
+    qx_t = torch.quantize_per_tensor(torch.tensor(x, dtype=torch.float32), float(s_x), int(z_x), torch.quint8)
+    qW_t = torch.quantize_per_channel(torch.tensor(W, dtype=torch.float32), torch.tensor(s_w, dtype=torch.float64),
+                                      torch.zeros(7, dtype=torch.long), 0, torch.qint8)
+    qx, qW = qx_t.int_repr().numpy(), qW_t.int_repr().numpy()
+    y, acc = quantized_linear(qx, qx_t.q_scale(), qx_t.q_zero_point(), qW, s_w, b)
+    np.testing.assert_array_equal(acc, (qx.astype(np.int64) - int(z_x)) @ qW.astype(np.int64).T)
+    ref = F.linear((torch.from_numpy(qx).double() - qx_t.q_zero_point()) * qx_t.q_scale(),
+                   torch.from_numpy(qW).double() * qW_t.q_per_channel_scales()[:, None], torch.tensor(b))
+    np.testing.assert_allclose(y, ref.numpy(), rtol=1e-10, atol=0)
 
 
 def test_quantized_linear_is_float_math_on_the_codes():
@@ -128,7 +170,6 @@ def test_distillation_loss_and_gradient_match_kl_div(T, alpha):
 
 def test_both_zero_point_conventions_and_the_probe():
     """Adding z before or after rounding differ only on exact ties; the probe answers with a bool."""
-    from aicourse.lessons.compression import quantize_per_channel, quantize_per_tensor, torch_zero_point_first
     s = 2.0 ** -4
     ties = ((np.arange(-20, 20) + 0.5) * s).astype(np.float32)
     first = quantize_per_tensor(ties, s, 3, 0, 255, zero_point_first=True)
@@ -140,3 +181,10 @@ def test_both_zero_point_conventions_and_the_probe():
     pc = quantize_per_channel(ties[None, :], np.array([s]), np.array([3]), 0, 0, 255, zero_point_first=False)
     np.testing.assert_array_equal(pc[0], after)
     assert isinstance(torch_zero_point_first(), bool) and isinstance(torch_zero_point_first(per_channel=True), bool)
+    # None asks this torch; with z = 0 both conventions agree and no question is needed
+    np.testing.assert_array_equal(quantize_per_tensor(ties, s, 3, 0, 255, None),
+                                  first if torch_zero_point_first() else after)
+    np.testing.assert_array_equal(int8_mlp_forward(ties[None, :4], [(np.eye(4, dtype=np.int8), np.ones(4), np.zeros(4),
+                                                                     s, 3)], None),
+                                  int8_mlp_forward(ties[None, :4], [(np.eye(4, dtype=np.int8), np.ones(4), np.zeros(4),
+                                                                     s, 3)], torch_zero_point_first()))
