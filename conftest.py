@@ -116,7 +116,8 @@ NOTEBOOK_RE = re.compile(r"^\d\d_[a-z0-9_]+\.ipynb$")
 
 
 def pytest_collect_file(file_path, parent):
-    if file_path.suffix == ".ipynb" and file_path.parent.name == "notebooks" and NOTEBOOK_RE.match(file_path.name):
+    if (CourseNotebook is not None and file_path.suffix == ".ipynb" and file_path.parent.name == "notebooks"
+            and NOTEBOOK_RE.match(file_path.name)):
         return CourseNotebook.from_parent(parent, path=file_path)
     return None
 
@@ -140,6 +141,3 @@ if IPyNbFile is not None:
                 yield IPyNbCell.from_parent(self, name=name, cell_num=cell_num, cell=cell, options=options)
 else:  # pragma: no cover
     CourseNotebook = None
-
-    def pytest_collect_file(file_path, parent):  # noqa: F811
-        return None
