@@ -14,7 +14,8 @@ and its solution, each followed by the exercise's grader. So one execution prove
 - every grader rejects its plausible wrong answer (metadata ``aicourse.wrong``) and accepts its solution.
 
 Every cell is held to the course's reading rule: at most MAX_CHECK_LINES report lines (PASS/FAIL/caught),
-none longer than ``aicourse.checks.LINE_WIDTH`` characters, and nothing on stderr (a warning is a defect).
+no printed line longer than ``aicourse.checks.LINE_WIDTH`` characters, and nothing on stderr (a warning is a
+defect).
 """
 
 import os
@@ -51,6 +52,8 @@ def check_line_problems(text: str, expect: str | None = None) -> list[str]:
         if len(lines) > MAX_CHECK_LINES else []
     problems += [f"a check line of {len(line)} characters (at most {LINE_WIDTH}): {line}"
                  for line in lines if len(line) > LINE_WIDTH]
+    problems += [f"a printed line of {len(line)} characters (at most {LINE_WIDTH}): {line[:120]}"
+                 for line in text.splitlines() if len(line) > LINE_WIDTH and not is_report_line(line)]
     grades = [(m.group(2), line) for line in text.splitlines() if (m := GRADE_RE.match(line))]
     want = expect or "solved"
     problems += [f"a grader said {status!r} where {want!r} was expected: {line}"
