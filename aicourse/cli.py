@@ -41,7 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     g = sub.add_parser("progress", help="every exercise of a handout folder: solved, wrong (with the failing "
                                         "check), not attempted, or discussion (reruns only changed notebooks)")
     g.add_argument("folder", nargs="?", default="my-work", help="the handout folder (default: my-work)")
-    sub.add_parser("links", help="rewrite every Colab badge and install cell from aicourse/config.py (REPO, REF)")
+    li = sub.add_parser("links", help="rewrite every Colab badge and install cell from aicourse/config.py (REPO, REF)")
+    li.add_argument("--repo", help="GitHub owner/name of your copy: written to aicourse/config.py's REPO first")
+    li.add_argument("--ref", help="branch or tag (e.g. a term's tag): written to aicourse/config.py's REF first")
     sub.add_parser("env", help="print the one-line environment summary")
     b = sub.add_parser("bench", help="time the course's NumPy operations against torch on the CPU and the device")
     b.add_argument("ops", nargs="*", help="op names or families (e.g. linear-fwd conv2d lstm); default: all")
@@ -107,6 +109,8 @@ def _dispatch(args) -> int:
         bad = [(nb.name, p) for nb in all_notebooks() for p in problems(nb)]
         for name, p in bad:
             print(f"{name}: {p}")
+        if config.placeholder_note():
+            print(config.placeholder_note())
         return 1 if bad else 0
     if args.command == "new":
         from .notebooks import NAME_RE, new_notebook
@@ -158,8 +162,9 @@ def _dispatch(args) -> int:
         print(progress_table(result))
         return 0
     if args.command == "links":
-        from .notebooks import sync_links
-        changed = sync_links()
+        from .notebooks import set_repo, sync_links
+        changed = set_repo(args.repo, args.ref) if (args.repo or args.ref) else []
+        changed += sync_links()
         for path in changed:
             print(f"rewrote: {path}")
         print(f"{len(changed)} file(s) now point at {config.REPO}@{config.REF}")

@@ -207,6 +207,30 @@ def rewrite_links(text: str) -> str:
     return INSTALL_RE.sub(lambda m: config.COLAB_INSTALL, text)
 
 
+REPO_RE, REF_RE = re.compile(r"^[\w.-]+/[\w.-]+$"), re.compile(r"^[\w.-]+$")
+
+
+def set_repo(repo: str | None = None, ref: str | None = None, config_file: Path | None = None) -> list[str]:
+    """Write ``repo`` (GitHub owner/name) and ``ref`` (a branch or tag) into ``aicourse/config.py`` and use
+    them in this process; returns the file if it changed. A malformed value is one sentence."""
+    if repo is not None and not REPO_RE.match(repo):
+        raise ValueError(f"--repo {repo!r} is not a GitHub owner/name such as alice/aicourse.")
+    if ref is not None and not REF_RE.match(ref):
+        raise ValueError(f"--ref {ref!r} is not a branch or tag name (letters, digits, '.', '_', '-').")
+    path = Path(config_file or Path(config.__file__))
+    text = new = path.read_text()
+    for name, value in (("REPO", repo), ("REF", ref)):
+        if value is not None:
+            new, n = re.subn(rf'^{name} = "[^"\n]*"$', f'{name} = "{value}"', new, count=1, flags=re.M)
+            if n != 1:
+                raise ValueError(f"{path} has no line {name} = \"...\" to set.")
+    config.use(repo, ref)
+    if new != text:
+        path.write_text(new)
+        return [str(path)]
+    return []
+
+
 def sync_links(readme: Path | None = None, notebooks: list[Path] | None = None) -> list[str]:
     """Rewrite the badges and install cells of every notebook, and README's badges, from config.
 
