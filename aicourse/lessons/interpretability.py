@@ -41,13 +41,14 @@ def integrated_gradients(model, x, target, baseline=None, n_steps=50, float32_we
 def occlusion(model, x, target, window=3, stride=1, baseline=0.0):
     """Per pixel, the mean drop of f_c over the window positions that replace it by baseline. x (N, 1, n_h, n_w).
 
-    Returns (mean drop, summed drop, count of windows per pixel)."""
+    Windows start at 0, stride, 2 stride, ... until one reaches the last row (column); as in Captum, a last
+    window that sticks out is cut at the border. Returns (mean drop, summed drop, count of windows per pixel)."""
     rows = np.arange(len(x))
     f0 = model.forward(x)[rows, target]
     total, count = np.zeros_like(x), np.zeros_like(x)
     n_h, n_w = x.shape[2:]
-    for i in range(0, n_h - window + 1, stride):
-        for j in range(0, n_w - window + 1, stride):
+    for i in range(0, n_h - window + stride, stride):
+        for j in range(0, n_w - window + stride, stride):
             xo = x.copy()
             xo[:, :, i:i + window, j:j + window] = baseline
             drop = f0 - model.forward(xo)[rows, target]
@@ -56,8 +57,10 @@ def occlusion(model, x, target, window=3, stride=1, baseline=0.0):
     return total / count, total, count
 
 
-def grad_cam(model, x, target, layer):
-    """sum_k mean_ij(d f_c / d A_k) A_k for the output A of model.layers[layer]; (N, 1, h, w), no ReLU."""
+def grad_cam(model, x, target, layer, relu=True):
+    """Grad-CAM: relu(sum_k mean_ij(d f_c / d A_k) A_k) for the output A of model.layers[layer]; (N, 1, h, w).
+
+    relu=False returns the sum before the ReLU (Captum's LayerGradCam default)."""
     a = x
     for m in model.layers[:layer + 1]:
         a = m.forward(a)
@@ -69,4 +72,5 @@ def grad_cam(model, x, target, layer):
     for m in reversed(model.layers[layer + 1:]):
         delta = m.backward(delta)
     weights = delta.mean(axis=(2, 3), keepdims=True)        # a_k: the gradient averaged over positions
-    return (weights * a).sum(axis=1, keepdims=True)
+    cam = (weights * a).sum(axis=1, keepdims=True)
+    return np.maximum(cam, 0) if relu else cam
