@@ -2,7 +2,7 @@
 
 - device and reproducibility: :func:`setup`, :func:`resolve_device`, :func:`seed_everything`
 - checks: :func:`check` (alias :func:`cmp`), :func:`check_bound`, :func:`grad_check`, :func:`group`,
-  :func:`expect_failure`
+  :func:`expect_failure`; :func:`say` prints a measured sentence wrapped to 100 characters
 - exercises: :func:`grade` (one line: not attempted / solved / wrong), :func:`assert_solved`
 - timing: :func:`compare` over ``torch.utils.benchmark``
 - data: :func:`load_digits`
@@ -11,7 +11,7 @@
 """
 
 from .checks import (FD_STEP, FD_TOLERANCE, TOLERANCE, check, check_bound, cmp, expect_failure, grad_check, group,
-                     numerical_grad, rel_error, settings, summary, tensor, to_numpy)
+                     numerical_grad, rel_error, say, settings, summary, tensor, to_numpy)
 from .data import batches, load_digits
 from .exercises import assert_solved, grade
 from .device import (ParameterError, allow_nondeterministic, check_param, device_name, env_summary, resolve_device,

@@ -359,6 +359,17 @@ def expect_failure(mistake: str, exceptions: tuple = (AssertionError,)) -> Itera
         _OPEN.remove(block)
 
 
+def say(*parts, sep: str = " ", width: int | None = None) -> None:
+    """Print a sentence of measured numbers wrapped at word boundaries to :data:`LINE_WIDTH` characters
+    (continuation lines indented by two spaces), so that no window wraps it mid-number."""
+    import textwrap
+
+    width = width or LINE_WIDTH
+    for paragraph in sep.join(str(p) for p in parts).split("\n"):
+        print(textwrap.fill(paragraph, width, subsequent_indent="  ", break_long_words=False,
+                            break_on_hyphens=False) if len(paragraph) > width else paragraph)
+
+
 def caught_line(mistake: str, how: str, by: str | None = None) -> str:
     """``caught: MISTAKE | by 'CHECK': HOW`` in at most :data:`LINE_WIDTH` characters.
 

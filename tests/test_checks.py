@@ -226,3 +226,11 @@ def test_a_caught_line_keeps_its_numbers_whole():
     assert len(line) <= checks.LINE_WIDTH and line.endswith("max rel 4.6e-01 > tol 1e-10")
     line = caught_line("short", "max rel 3.2e+00 > tol 1e-05", "n" * 120)
     assert len(line) <= checks.LINE_WIDTH and line.endswith("max rel 3.2e+00 > tol 1e-05")
+
+
+def test_say_wraps_a_long_sentence_at_words(capsys):
+    aicourse.say("n =   32: float32 is 2.16x (NumPy) and 0.99x (torch) as fast as float64; torch takes 1.25x",
+                 "(float64) and 2.72x (float32) NumPy's time")
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(len(line) <= checks.LINE_WIDTH for line in lines)
+    assert lines[1].startswith("  ") and "2.72x" in lines[1]
