@@ -1,6 +1,7 @@
 """aicourse.lessons.tokenization (notebook 18) against nn.Embedding and Hugging Face's BPE trainer."""
 
 import numpy as np
+import pytest
 import torch
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
 
@@ -48,3 +49,11 @@ def test_bpe_matches_tokenizers_merges_and_ids():
 def test_overlapping_pairs_merge_left_to_right():
     itos, merges = bpe_train({"aaa": 1}, 1)
     assert itos[-1] == "aa" and bpe_encode("aaa", itos, merges) == [1, 0]
+
+
+def test_bpe_encode_names_a_character_it_has_no_id_for():
+    """A character the training text never had: one sentence naming it, not a bare KeyError."""
+    itos, merges = bpe_train(words_of(LINES), 10)
+    with pytest.raises(ValueError, match=r"character 'Z' \(U\+005A\) has no id: the training text"):
+        bpe_encode("the Zebra", itos, merges)
+    assert bpe_decode(bpe_encode("the cat", itos, merges), itos) == "the cat"      # known characters still encode

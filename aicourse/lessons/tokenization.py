@@ -74,12 +74,18 @@ def bpe_train(word_counts, n_merges):
 
 
 def bpe_encode(text, itos, merges):
-    """Token ids of text: PRE_TOKEN words, each encoded by applying merges in rank order."""
+    """Token ids of text: PRE_TOKEN words, each encoded by applying merges in rank order.
+
+    A character outside the alphabet (itos's first len(itos) - len(merges) symbols) has no id: ValueError."""
     stoi = {s: i for i, s in enumerate(itos[:len(itos) - len(merges)])}
     rank = {pair: k for k, pair in enumerate(merges)}
     first = len(itos) - len(merges)
     ids = []
     for w in re.findall(PRE_TOKEN, text):
+        missing = [c for c in w if c not in stoi]
+        if missing:
+            raise ValueError(f"character {missing[0]!r} (U+{ord(missing[0]):04X}) has no id: "
+                             "the training text never had it")
         seq = [stoi[c] for c in w]
         while len(seq) > 1:
             pair = min(zip(seq, seq[1:]), key=lambda p: rank.get(p, len(rank)))
