@@ -133,8 +133,7 @@ def new_notebook(number: int, name: str, title: str, summary: str = "One paragra
         v4.new_code_cell('seed: int = 0  # random seed for NumPy and torch\n'
                          'device: str = "auto"  # "auto", "cpu", "cuda" or "mps"\n'
                          "verbose: bool = False  # print every check's own line, not one line per group\n"
-                         "threads: int = 0  # CPU threads for torch and BLAS (0: the cores / the notebooks "
-                         "running at once)",
+                         "threads: int = 0  # torch and BLAS threads (0: cores / notebooks running at once)",
                          metadata={"tags": ["parameters"]}),
         v4.new_code_cell("import numpy as np\nimport torch\n\nimport aicourse\n"
                          "from aicourse import check, expect_failure, grad_check, group, settings, tensor\n\n"
