@@ -103,6 +103,22 @@ def test_bert_layer_matches_hf(bert):
     assert all(np.array_equal(back[k], v.detach().numpy()) for k, v in layer.state_dict().items())
 
 
+def test_flipped_additive_mask_makes_an_unpadded_row_uniform(bert):
+    """S + finfo.min rounds to finfo.min: with the mask flipped, every score of an unpadded row is the same number."""
+    from aicourse.lessons.transformer import encoder_layer_forward
+    layer = bert.encoder.layer[0]
+    x = np.random.default_rng(7).standard_normal((N, T, E))
+    p = bert_layer_params(layer)
+    fmin = np.finfo(np.float64).min
+    with torch.no_grad():
+        hf_flip = first(layer(torch.tensor(x), attention_mask=torch.tensor(bert_extended_mask(1 - AM))))
+    ours, cache = encoder_layer_forward(x, p, HEADS, activation="gelu", eps=1e-12, batch_first=True,
+                                        src_key_padding_mask=np.where(AM == 1, fmin, 0.0))
+    assert close(ours, hf_flip)
+    np.testing.assert_array_equal(cache["attn"][1], np.full((HEADS, T, T), 1 / T))      # row 1 has no padding
+    assert not close(hf_flip[1], bert_layer_forward(x, p, HEADS, AM)[0][1])             # and it moved
+
+
 def test_bert_model_matches_hf(bert):
     rng = np.random.default_rng(1)
     ids = rng.integers(0, V, (N, T))
