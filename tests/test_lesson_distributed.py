@@ -104,21 +104,46 @@ def test_all_reduce_and_ddp_equal_sum_and_one_process():
     X, y = digits_like(rng, n=64)
     params0 = init_mlp([12, 9, 5], rng)
     schedule = [rng.permutation(len(X))[:16] for _ in range(4)]
-    runs = [("ok", torch.float64, None), ("same", torch.float64, "same shard"), ("sum", torch.float64, "sum")]
+    runs = [("ok", torch.float64, None), ("tiny", torch.float64, None, 1e-5), ("same", torch.float64, "same shard"),
+            ("sum", torch.float64, "sum")]
     results, seconds = launch(_both, 2, xs, (params0, X, y, schedule, 0.2, 0.9, runs), timeout_s=120)
     assert set(seconds) == {"spawn", "rendezvous", "work", "total"}
     one = train_one_process(params0, X, y, schedule, 0.2, 0.9)
     for summed, ddp in results:
         assert rel(summed["float64"], xs.sum(axis=0)) <= TOL
         assert rel(summed["float32"], xs.sum(axis=0)) <= 1e-6
-        assert len(ddp["ok"]) == len(schedule)
-        for ps, qs in zip(ddp["ok"], one):                     # every parameter after every step
-            for a, b in zip(ps, qs):
-                assert rel(a, b) <= TOL
+        for run in ("ok", "tiny"):                             # bucket size does not change the result
+            assert len(ddp[run]["params"]) == len(schedule) == len(ddp[run]["events"])
+            for ps, qs in zip(ddp[run]["params"], one):        # every parameter after every step
+                for a, b in zip(ps, qs):
+                    assert rel(a, b) <= TOL
         for mistake in ("same", "sum"):                        # the mistakes leave the reference
-            assert max(rel(a, b) for a, b in zip(ddp[mistake][0], one[0])) > 1e-4
-    for ps, qs in zip(results[0][1]["ok"], results[1][1]["ok"]):   # the replicas are identical
+            assert max(rel(a, b) for a, b in zip(ddp[mistake]["params"][0], one[0])) > 1e-4
+    for ps, qs in zip(results[0][1]["ok"]["params"], results[1][1]["ok"]["params"]):   # identical replicas
         assert all((a == b).all() for a, b in zip(ps, qs))
+    assert not multiprocessing.active_children()
+
+
+def test_the_communication_hook_sees_one_all_reduce_per_bucket():
+    """Default buckets: the MLP's gradients in one bucket, launched after the last gradient. A 10-byte cap: one
+    bucket per parameter, each launched as soon as its gradient is ready. DDP's first step uses one bucket."""
+    rng = np.random.default_rng(4)
+    X, y = digits_like(rng, n=32)
+    params0 = init_mlp([12, 9, 5], rng)
+    schedule = [rng.permutation(len(X))[:8] for _ in range(3)]
+    runs = [("default", torch.float64, None), ("tiny", torch.float64, None, 1e-5)]
+    results, _ = launch(ddp_worker, 2, params0, X, y, schedule, 0.1, 0.0, runs, timeout_s=120)
+    names = {"W1", "b1", "W2", "b2"}
+    for out in results:
+        for run, buckets in (("default", 1), ("tiny", 4)):
+            for t, events in enumerate(out[run]["events"]):
+                reduced = [e[3:-1].split() for e in events if e.startswith("AR(")]
+                grads = [e.split()[1] for e in events if e.startswith("grad ")]
+                assert sorted(q for b in reduced for q in b) == sorted(names) == sorted(grads)
+                if t > 0:
+                    assert len(reduced) == buckets
+                    last_grad = max(i for i, e in enumerate(events) if e.startswith("grad "))
+                    assert sum(e.startswith("AR(") for e in events[:last_grad]) == buckets - 1
     assert not multiprocessing.active_children()
 
 

@@ -204,16 +204,32 @@ def train_one_process(params0, X, y, schedule, lr, momentum, device="cpu", dtype
 def ddp_worker(rank, world_size, params0, X, y, schedule, lr, momentum, runs):
     """Train the MLP with DistributedDataParallel: each step, this rank's shard of the global batch.
 
-    ``runs``: (name, dtype, mistake) triples, each trained from params0; mistake None, "same shard" (every
-    rank reads shard 0) or "sum" (loss reduction "sum"). Returns {name: parameters after every step}.
+    ``runs``: (name, dtype, mistake) or (name, dtype, mistake, bucket_cap_mb) tuples, each trained from params0;
+    mistake None, "same shard" (every rank reads shard 0) or "sum" (loss reduction "sum"); bucket_cap_mb the
+    size limit of DDP's gradient buckets (default: DDP's). Returns {name: {"params": the parameters after every
+    step, "events": per step, in order, "grad W1" when a parameter's gradient is computed and "AR(b2 W2)"
+    when DDP launches the all-reduce of a bucket (its parameters), seen by a communication hook}}.
     """
+    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
     out = {}
-    for name, dtype, mistake in runs:
+    for name, dtype, mistake, *cap in runs:
         model = torch_mlp(params0, "cpu", dtype)
-        ddp = DistributedDataParallel(model)               # broadcasts rank 0's weights; hooks the all-reduce
+        label = {id(p): f"{'Wb'[i % 2]}{i // 2 + 1}" for i, p in enumerate(model.parameters())}
+        options = {"bucket_cap_mb": cap[0]} if cap and cap[0] is not None else {}
+        ddp = DistributedDataParallel(model, **options)   # broadcasts rank 0's weights; hooks the all-reduce
+        events = []
+        for p in model.parameters():                      # fires when backward has computed p's gradient
+            p.register_hook(lambda grad, who=label[id(p)]: events.append(f"grad {who}"))
+
+        def counting_hook(state, bucket):                 # DDP calls it to launch each bucket's all-reduce
+            events.append(f"AR({' '.join(label[id(p)] for p in bucket.parameters())})")
+            return allreduce_hook(None, bucket)           # the default: divide by p, all-reduce (sum)
+
+        ddp.register_comm_hook(None, counting_hook)
         opt = torch.optim.SGD(ddp.parameters(), lr=lr, momentum=momentum)
         Xt, yt = torch.as_tensor(X, dtype=dtype), torch.as_tensor(y)
-        history = []
+        history, log = [], []
         for idx in schedule:
             mine = torch.as_tensor(np.array_split(np.asarray(idx), world_size)[0 if mistake == "same shard" else rank])
             opt.zero_grad()
@@ -221,5 +237,7 @@ def ddp_worker(rank, world_size, params0, X, y, schedule, lr, momentum, runs):
             loss.backward()                                # gradients averaged over the ranks during backward
             opt.step()
             history.append(snapshot(model))
-        out[name] = history
+            log.append(events.copy())
+            events.clear()
+        out[name] = {"params": history, "events": log}
     return out
