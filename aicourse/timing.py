@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import contextlib
+import io
 import logging
 
 import torch
@@ -17,11 +19,13 @@ from threadpoolctl import threadpool_limits
 
 # On a CUDA build of torch without a GPU, importing torch.utils.benchmark makes torch.utils.cpp_extension
 # log "No CUDA runtime is found" to stderr (it looks for a compiler toolchain the course never uses).
+# (torch 2.5 prints it to sys.stderr, later releases log it): silence both, for this import only.
 _cpp_log = logging.getLogger("torch.utils.cpp_extension")
 _level = _cpp_log.level
 _cpp_log.setLevel(logging.ERROR)
 try:
-    import torch.utils.benchmark as benchmark
+    with contextlib.redirect_stderr(io.StringIO()):
+        import torch.utils.benchmark as benchmark
 finally:
     _cpp_log.setLevel(_level)
 

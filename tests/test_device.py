@@ -3,7 +3,8 @@ import pytest
 import torch
 
 import aicourse
-from aicourse.device import ParameterError, check_param, resolve_device, seed_everything, setup
+# setup is not imported by name: pytest before 8 would run a module-level `setup` as a nose-style fixture
+from aicourse.device import ParameterError, check_param, resolve_device, seed_everything
 
 
 def test_auto_and_cpu():
@@ -35,7 +36,7 @@ def test_seeding_repeats():
 
 
 def test_setup_fixes_numerics(capsys):
-    dev = setup(seed=0, device="cpu")
+    dev = aicourse.setup(seed=0, device="cpu")
     assert dev.type == "cpu"
     assert torch.backends.cuda.matmul.allow_tf32 is False and torch.backends.cudnn.allow_tf32 is False
     assert torch.are_deterministic_algorithms_enabled()
@@ -53,3 +54,16 @@ def test_check_param():
                      (("lr", float("nan"), float), {"above": 0})]:
         with pytest.raises(ParameterError):
             check_param(*args, **kw)
+
+
+def test_threads_default_to_the_cores_shared_by_the_notebooks_running(monkeypatch):
+    from aicourse.device import available_cores, set_threads
+
+    monkeypatch.setenv("AICOURSE_JOBS", "2")
+    assert set_threads(0) == max(1, available_cores() // 2) == torch.get_num_threads()
+    assert set_threads(1) == 1 == torch.get_num_threads()
+    monkeypatch.setenv("AICOURSE_JOBS", "many")
+    with pytest.raises(ParameterError, match="AICOURSE_JOBS must be a whole number"):
+        set_threads(0)
+    with pytest.raises(ParameterError, match="threads must be a whole number >= 0"):
+        set_threads(-1)
