@@ -9,15 +9,15 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
-import pytest
-
-from aicourse.cli import main
 import numpy as np
+import pytest
 import torch
 
 from aicourse.checks import LINE_WIDTH
+from aicourse.cli import main
 from aicourse.exercises import (CODE_BEGIN, HIDDEN_BEGIN, TEXT_BEGIN, assert_solved, exercise_problems, exercises,
                                 grade, student_version, with_answer)
 from aicourse.notebooks import all_notebooks, new_notebook
@@ -267,3 +267,46 @@ def test_nbgrader_round_trip_full_untouched_and_wrong(tmp_path):
     assert "1 · double: wrong — at [0] got 3, expected 2" in wrong[1] and "failing check: double" in wrong[1]
     assert "got 5,000, expected 5,050" in wrong[2] and "failing check: sum of 1..100" in wrong[2]
     assert "solved" in wrong[3]
+
+
+# ----------------------------------------------------------------------------- the teaching guide
+GUIDE = (Path(__file__).resolve().parent.parent / "docs" / "teaching.md").read_text()
+
+
+def _guide_sections() -> dict[str, str]:
+    """Each notebook's subsection of the guide, by its number ("00" ... "25")."""
+    body = GUIDE.split("<!-- per-notebook:start -->")[1].split("<!-- per-notebook:end -->")[0]
+    return {m.group(1): m.group(0) for m in re.finditer(r"(?ms)^### (\d\d) · .*?(?=^### |\Z)", body)}
+
+
+def test_the_weekly_plan_fits_its_term():
+    """Two terms of 13 weeks at 2 x 90 minutes: every notebook's minutes, none over a week, the lab the rest,
+    assignments that share no notebook and are handed out after their last lecture."""
+    minutes = {n: int(re.search(r"\*\*Minutes:\*\* (\d+)", text).group(1)) for n, text in _guide_sections().items()}
+    plan = GUIDE.split("## Two terms of 13 weeks")[1]
+    assert "two sessions of 90 minutes" in plan
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in plan.splitlines()
+            if re.match(r"^\| \d+ \|", line)]
+    assert [int(r[0]) for r in rows] == list(range(1, 14))
+    taught: dict[str, int] = {}
+    for term in (0, 1):
+        assigned: list[tuple[int, set]] = []
+        for row in rows:
+            week, lectures, lab, assignment = int(row[0]), *row[1 + 3 * term: 4 + 3 * term]
+            entries = re.findall(r"([^,()][^()]*?)\s*\((\d+)\)", lectures)
+            total = sum(int(m) for _, m in entries)
+            assert total <= 180 and int(lab.split(":")[0]) == 180 - total, (week, term, lectures, lab)
+            for name, m in entries:
+                number = re.match(r"(\d\d)\b", name.strip())
+                if number:
+                    taught[number.group(1)] = max(taught.get(number.group(1), 0), week + 100 * term)
+                    minutes[number.group(1)] -= int(m)
+            if assignment != "—":
+                first, last = re.search(r"(\d\d)–(\d\d)", assignment).groups()
+                covered = {f"{n:02d}" for n in range(int(first), int(last) + 1)}
+                assert all(taught.get(n, 10**6) <= week + 100 * term for n in covered), (week, assignment)
+                assert all(not covered & other for _, other in assigned), f"{assignment} overlaps another"
+                assigned.append((week, covered))
+        assert len(assigned) == 3
+    assert {n: m for n, m in minutes.items() if m} == {}, "a notebook's minutes differ from its lectures"
+    assert sorted(taught) == sorted(p.stem[:2] for p in NOTEBOOKS), "a notebook has no lecture"
