@@ -88,6 +88,7 @@ def unflatten(vector, like):
 
 
 import datetime
+import inspect
 import os
 import pickle
 import tempfile
@@ -133,8 +134,10 @@ def launch(fn, world_size, *args, timeout_s=180.0):
         context = mp.start_processes(_entry, args=(fn, world_size, init_method, tmp, args, timeout_s),
                                      nprocs=world_size, join=False, start_method="spawn")
         deadline = time.monotonic() + timeout_s
+        # grace_period (torch >= 2.6): after one rank fails, the others get 5 s to exit before being killed
+        grace = {"grace_period": 5} if "grace_period" in inspect.signature(context.join).parameters else {}
         try:
-            while not context.join(timeout=max(0.05, deadline - time.monotonic()), grace_period=5):
+            while not context.join(timeout=max(0.05, deadline - time.monotonic()), **grace):
                 if time.monotonic() >= deadline:
                     raise TimeoutError(f"{fn.__name__} on {world_size} processes still running after "
                                        f"{timeout_s:g} s: every process was killed")
