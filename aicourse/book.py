@@ -1,9 +1,10 @@
 """The course as a book: `aicourse book [NOTEBOOK ...] --out DIR` writes a static HTML site that needs no network.
 
-The notebooks are executed with the course's runner into a build folder, given a local Colab badge and a
-download link, and rendered by Sphinx with myst-nb (execution off) and sphinx-book-theme, with MathJax 3
-copied from npm's ``mathjax`` package (``npm ci --prefix docs/book``) into the site. The Sphinx
-configuration is ``docs/book/conf.py``.
+The notebooks are executed with the course's runner into a build folder (``--no-execute``: taken as
+committed), given a local Colab badge and two labelled downloads (the student version, exercises to
+solve, and the notebook with its solutions), stripped of hidden tests and solution markers, and rendered by
+Sphinx with myst-nb (execution off) and sphinx-book-theme, with MathJax 3 copied from npm's ``mathjax``
+package (``npm ci --prefix docs/book``) into the site. The Sphinx configuration is ``docs/book/conf.py``.
 """
 
 from __future__ import annotations
@@ -20,9 +21,13 @@ from pathlib import Path
 import nbformat
 
 from . import config
+from .exercises import (CODE_BEGIN, CODE_END, HIDDEN_BEGIN, HIDDEN_END, TEXT_BEGIN, TEXT_END, _cut,
+                        student_version)
 from .runner import notebooks_folder, plan, prepare_out, run
 
 BOOK = config.ROOT / "docs" / "book"
+#: Pages of docs/ the book carries after the syllabus (the teaching guide, with every answer, is not one).
+REFERENCE = ("notation", "mistakes")
 MATHJAX = BOOK / "node_modules" / "mathjax"
 BADGE = re.compile(r"\[!\[Open In Colab\]\([^)\s]+\)\]\(([^)\s]+)\)")
 # Combined MathJax files the book does not load (it loads tex-chtml.js): left out of the copy.
@@ -75,12 +80,20 @@ def _prepare_site(out: Path) -> Path:
     return out
 
 
+def solutions_name(path: Path) -> str:
+    """``16_attention.ipynb`` -> ``16_attention-solutions.ipynb``: the download that holds the solutions."""
+    return f"{Path(path).stem}-solutions.ipynb"
+
+
 def page_source(executed: Path, original: Path) -> nbformat.NotebookNode:
-    """An executed notebook as the book shows it: the Colab badge's image local, a download link for
-    the notebook beside it, and the cells collapsed in JupyterLab collapsed on the page too."""
+    """A notebook as the book shows it: the Colab badge's image local; beside it a download of the student
+    version (exercises as stubs) and one of the notebook with its solutions, labelled so; the cells
+    collapsed in JupyterLab collapsed on the page too; no hidden tests or solution markers; and its
+    Markdown made safe for the book's parser (:func:`book_markdown`)."""
     nb = nbformat.read(executed, as_version=4)
     title = next((c for c in nb.cells if c.cell_type == "markdown"), None)
-    link = f"[Download the notebook (.ipynb)](path:downloads/{original.name})"
+    link = (f"[Download the notebook (.ipynb)](path:downloads/{original.name}) (exercises to solve) "
+            f"&nbsp; [Download with solutions (.ipynb)](path:downloads/{solutions_name(original)})")
     if title is not None:
         if BADGE.search(title.source):
             title.source = BADGE.sub(lambda m: f"[![Open In Colab](_static/colab-badge.svg)]({m.group(1)}) "
@@ -88,6 +101,16 @@ def page_source(executed: Path, original: Path) -> nbformat.NotebookNode:
         else:
             title.source += f"\n\n{link}"
     for cell in nb.cells:
+        if cell.cell_type == "code":
+            try:  # the hidden tests are nbgrader's, the markers the releases'; neither belongs on a page
+                cell.source = _cut(cell.source, HIDDEN_BEGIN, HIDDEN_END, None)
+            except ValueError:
+                pass
+            cell.source = "\n".join(line for line in cell.source.split("\n")
+                                    if line.strip() not in (CODE_BEGIN, CODE_END))
+        elif cell.cell_type == "markdown":
+            cell.source = book_markdown("\n".join(line for line in cell.source.split("\n")
+                                                  if line.strip() not in (TEXT_BEGIN, TEXT_END)))
         if not cell.get("metadata", {}).get("jupyter", {}).get("source_hidden"):
             continue
         if cell.cell_type == "code":  # a solution: the source behind a toggle, its output shown
@@ -100,22 +123,52 @@ def page_source(executed: Path, original: Path) -> nbformat.NotebookNode:
     return nb
 
 
-def index_page(pages: list[Path], extra: list[str]) -> str:
+def book_markdown(text: str) -> str:
+    """A Markdown cell as the book's parser (MyST) needs it to render what JupyterLab renders.
+
+    - ``|`` inside math in a table row is ``\\vert`` (``\\|`` is ``\\Vert``): a bare ``|`` would end the cell;
+    - a link to ``../docs/NAME.md`` points at the book's own page of that reference (:data:`REFERENCE`).
+    (``$$...$$`` inside a paragraph is display math by the configuration: ``myst_dmath_double_inline``.)
+    """
+    text = re.sub(r"\]\(\.\./docs/([\w-]+)\.md(#[^)\s]*)?\)", r"](\1.md\2)", text)
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith("|") and "$" in line:
+            lines[i] = _table_math(line)
+    return "\n".join(lines)
+
+
+def _table_math(row: str) -> str:
+    """A table row with every ``|`` inside ``$...$`` written as TeX (``\\vert``, ``\\Vert``)."""
+    out, i = [], 0
+    for m in re.finditer(r"(?<!\\)\$(?!\$)(.+?)(?<!\\)\$", row):
+        math = m.group(1).replace("\\|", "\\Vert ").replace("|", "\\vert ")
+        out += [row[i:m.start()], f"${math}$"]
+        i = m.end()
+    return "".join(out + [row[i:]])
+
+
+def index_page(pages: list[Path], extra: list[str], executed: bool = True) -> str:
     readme = (config.ROOT / "README.md").read_text() if (config.ROOT / "README.md").is_file() else ""
     intro = next((p for p in readme.split("\n\n")[1:] if p.strip() and not p.startswith("#")), "")
     toctree = "\n".join(p.stem for p in pages)
     appendix = ("\n\n```{toctree}\n:maxdepth: 1\n:caption: Reference\n\n" + "\n".join(extra) + "\n```"
                 if extra else "")
-    return (f"# aicourse — deep learning, derived and proven\n\n{intro}\n\n"
-            "Every page is a notebook as the course's runner executed it, with its outputs and figures. "
-            "Its **Open in Colab** badge opens it in Colab; the download link beside it gives the notebook "
-            "to run yourself.\n\n"
+    shown = ("Every page is a notebook as the course's runner executed it, with its outputs and figures. "
+             if executed else "Every page is a notebook as committed (this build ran none of them: no outputs). ")
+    return (f"# aicourse — deep learning, derived and proven\n\n{intro}\n\n{shown}"
+            "Its **Open in Colab** badge opens it in Colab; beside it, one download gives the notebook with its "
+            "exercises to solve, the other the notebook with the course's solutions.\n\n"
             f"```{{toctree}}\n:maxdepth: 1\n:caption: Syllabus\n\n{toctree}\n```{appendix}\n")
 
 
 def build(names: list[str] | None = None, out: Path | str = "_build/book", build_dir: Path | str | None = None,
-          progress: bool = True) -> Path:
-    """Execute the notebooks with the course's runner, then render the site into ``out``; return its index."""
+          progress: bool = True, execute: bool = True) -> Path:
+    """Execute the notebooks with the course's runner, then render the site into ``out``; return its index.
+
+    With ``execute=False`` the pages are the notebooks as committed (no outputs): every word and formula,
+    in seconds rather than minutes (the book test reads every page so, since each notebook runs once per
+    CI run, under nbval)."""
     folder = notebooks_folder()
     jobs = plan(names, {}, folder)  # an unknown notebook: one sentence, before anything runs
     _check_sphinx()
@@ -128,12 +181,17 @@ def build(names: list[str] | None = None, out: Path | str = "_build/book", build
     if work == out or work.is_relative_to(out):
         raise BookError("The build folder must lie outside the site folder (--out).")
     site = _prepare_site(out)
-    executed = prepare_out(work / "executed")
-    results = run([str(p) for p, _ in jobs], {}, executed, progress=progress, folder=folder)
-    failed = [r for r in results if r.status != "ok"]
-    if failed:
-        raise BookError(f"{failed[0].notebook} did not run ({failed[0].status}), so the book was not built; "
-                        f"its executed copy is {failed[0].output}.")
+    pages = [p for p, _ in jobs]
+    if execute:
+        executed = prepare_out(work / "executed")
+        results = run([str(p) for p in pages], {}, executed, progress=progress, folder=folder)
+        failed = [r for r in results if r.status != "ok"]
+        if failed:
+            raise BookError(f"{failed[0].notebook} did not run ({failed[0].status}), so the book was not built; "
+                            f"its executed copy is {failed[0].output}.")
+        shown = {path: executed / path.name for path in pages}
+    else:
+        shown = {path: path for path in pages}
 
     src = work / "src"
     if src.exists():
@@ -141,16 +199,18 @@ def build(names: list[str] | None = None, out: Path | str = "_build/book", build
     shutil.copytree(BOOK, src, ignore=shutil.ignore_patterns("node_modules", "package*.json", "__pycache__"))
     shutil.copytree(mathjax, src / "_mathjax" / "mathjax", ignore=shutil.ignore_patterns(*MATHJAX_UNUSED))
     (src / "downloads").mkdir()
-    pages = [p for p, _ in jobs]
     for path in pages:
-        nbformat.write(page_source(executed / path.name, path), src / path.name)
-        shutil.copy2(path, src / "downloads" / path.name)
+        nbformat.write(page_source(shown[path], path), src / path.name)
+        committed = nbformat.read(path, as_version=4)
+        nbformat.write(student_version(committed), src / "downloads" / path.name)
+        shutil.copy2(path, src / "downloads" / solutions_name(path))
     extra = []
-    notation = config.ROOT / "docs" / "notation.md"
-    if notation.is_file():
-        shutil.copy2(notation, src / "notation.md")
-        extra.append("notation")
-    (src / "index.md").write_text(index_page(pages, extra))
+    for name in REFERENCE:
+        page = config.ROOT / "docs" / f"{name}.md"
+        if page.is_file():
+            (src / page.name).write_text(book_markdown(page.read_text()))
+            extra.append(name)
+    (src / "index.md").write_text(index_page(pages, extra, executed=execute))
 
     if (site / ".buildinfo").is_file():  # an earlier book: no page of it stays behind
         shutil.rmtree(site)

@@ -57,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--out", default="_build/book", help="folder for the site (default: _build/book)")
     k.add_argument("--build", help="folder for the executed notebooks and Sphinx sources (default: OUT-build)")
     k.add_argument("--no-progress", action="store_true", help="no progress bars")
+    k.add_argument("--no-execute", action="store_true",
+                   help="the notebooks as committed, without outputs (seconds instead of minutes)")
     return ap
 
 
@@ -178,7 +180,8 @@ def _dispatch(args) -> int:
         from .book import build
         from .runner import Interrupted
         try:
-            build(args.notebooks or None, args.out, args.build, progress=not args.no_progress)
+            build(args.notebooks or None, args.out, args.build, progress=not args.no_progress,
+                  execute=not args.no_execute)
         except Interrupted:
             print("\naicourse: interrupted; no book was built.", file=sys.stderr)
             return 130
