@@ -828,7 +828,10 @@ def progress_table(result: dict[str, list[Outcome]]) -> str:
         if not found:
             lines.append(f"{nb:<{w_nb}}  {'(no exercises)':<{w_ex}}")
         elif len(result) > 1:
-            lines.append(f"{'':<{w_nb}}  {'':<{w_ex}}  = {counts(found)}")
+            lines += textwrap.wrap(f"{nb}: {counts(found)}", checks.LINE_WIDTH, initial_indent=" " * (w_nb + 2),
+                                   subsequent_indent=" " * (w_nb + 4), break_long_words=False)
     every = [o for found in result.values() for o in found]
-    lines += ["-" * checks.LINE_WIDTH, f"all {len(result)} notebook(s): {counts(every)}"]
+    lines += ["-" * checks.LINE_WIDTH]
+    lines += textwrap.wrap(f"all {len(result)} notebook(s): {counts(every)}", checks.LINE_WIDTH,
+                           subsequent_indent="  ", break_long_words=False)
     return "\n".join(lines)

@@ -78,7 +78,7 @@ def test_progress_lists_every_exercise_and_reruns_only_what_changed(work, capsys
     assert any("3 · Outer product" in line and line.endswith("not attempted") for line in lines), printed
     assert any("4 · Why?" in line and line.endswith("discussion (answered)") for line in lines), printed
     assert any("1 · Square" in line and line.endswith("not attempted") for line in lines), printed
-    assert "= 1 of 3 solved, 1 wrong, 1 not attempted; 1 discussion (1 answered)" in printed
+    assert "01_ex: 1 of 3 solved, 1 wrong, 1 not attempted; 1 discussion (1 answered)" in printed
     assert lines[-1] == "all 2 notebook(s): 1 of 4 solved, 1 wrong, 2 not attempted; 1 discussion (1 answered)"
     assert all(len(line) <= 100 for line in lines), row
     assert (work / PROGRESS_CACHE).is_file()
