@@ -310,3 +310,17 @@ def test_the_weekly_plan_fits_its_term():
         assert len(assigned) == 3
     assert {n: m for n, m in minutes.items() if m} == {}, "a notebook's minutes differ from its lectures"
     assert sorted(taught) == sorted(p.stem[:2] for p in NOTEBOOKS), "a notebook has no lecture"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_the_guide_answers_every_exercise(path):
+    """The guide's table of each notebook: one row per exercise, by its number, kind and title, with an answer
+    (and, for a graded one, the wrong answer its grader rejects)."""
+    section = _guide_sections().get(path.stem[:2])
+    assert section, f"docs/teaching.md has no section for {path.stem}"
+    lines = [line for line in section.splitlines() if line.startswith("| ")]
+    assert lines and lines[0] == "| exercise | answer | grader rejects |", f"{path.stem}: no answer column"
+    rows = [[c.strip() for c in line.strip("|").split(" | ")] for line in lines[1:]]
+    found = exercises(_read(path))
+    assert [r[0] for r in rows] == [f"{e.number} · {e.kind} · {e.title}" for e in found]
+    assert all(len(r) == 3 and r[1] not in ("", "—") for r in rows), f"{path.stem}: an exercise without an answer"
