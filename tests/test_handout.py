@@ -93,3 +93,28 @@ def test_handout_prose_keeps_the_rest_of_a_sentence():
     assert handout_prose(text) == (
         "Each graded exercise gives a task, a cell for your code and a grader cell. The exercises rise in "
         "difficulty. The last one is a question to think through.\n\nThe loss collapses to $s - y$.")
+
+
+def test_collapse_graders_hides_only_the_graders(tmp_path):
+    """The mechanical change proposed for notebooks/ (a grader's source collapsed: its test may compute the
+    answer); the book then shows the grader's printed line with its source behind a toggle."""
+    from aicourse.book import page_source
+    from aicourse.exercises import collapse_graders
+    from aicourse.notebooks import new_notebook
+
+    nb = new_notebook(1, "ex", "Ex")
+    nb.cells += [nbformat.v4.new_markdown_cell("**Exercise 1 (graded) · Double it.**"),
+                 nbformat.v4.new_code_cell("def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n"
+                                           "    ### END SOLUTION", metadata={"jupyter": {"source_hidden": True}}),
+                 nbformat.v4.new_code_cell("grade('1 · double', lambda: check('double', double(1.0), 2.0))\n"
+                                           "### BEGIN HIDDEN TESTS\nassert_solved('1 · double')\n### END HIDDEN TESTS")]
+    for cell in nb.cells:
+        cell.pop("id", None)
+    before = [dict(c.metadata) for c in nb.cells]
+    assert collapse_graders(nb) == [6] and collapse_graders(nb) == []
+    assert nb.cells[6].metadata["jupyter"]["source_hidden"] is True
+    assert [dict(c.metadata) for c in nb.cells[:6]] == before[:6], "only the grader changed"
+    nbformat.write(nb, tmp_path / "01_ex.ipynb")
+    page = page_source(tmp_path / "01_ex.ipynb", tmp_path / "01_ex.ipynb")
+    assert "hide-input" in page.cells[6].metadata["tags"] and "HIDDEN TESTS" not in page.cells[6].source
+    assert "BEGIN SOLUTION" not in page.cells[5].source and "return 2 * x" in page.cells[5].source
