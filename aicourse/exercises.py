@@ -13,9 +13,13 @@ An exercise is three cells (``aicourse new`` and CONTRIBUTING.md show them):
        ### END HIDDEN TESTS
 
    ``grade`` runs the course's own checks on what the learner's code returns and prints one line —
-   not attempted / solved / wrong with the failing check's line — and never stops the notebook,
-   whatever the learner's code raised. The hidden ``assert_solved`` is what nbgrader's autograde
-   scores; the student release leaves it out.
+   not attempted / solved / wrong with what was wrong (``got 68,736, expected 63,840``) — and, for a
+   wrong answer, the failing check's full name and numbers on lines of their own; it never stops the
+   notebook, whatever the learner's code raised. The hidden ``assert_solved`` is what nbgrader's
+   autograde scores; the student release leaves it out.
+
+Also here: the releases (:func:`student_version`, :func:`nbgrader_source`, :func:`handout`, which never
+overwrites a file already in its folder) and a learner's progress (:func:`progress`, ``aicourse progress``).
 
 A discussion question's model answer is a Markdown cell between ``<!-- BEGIN SOLUTION -->`` and
 ``<!-- END SOLUTION -->`` (nbgrader's markers for Markdown).
