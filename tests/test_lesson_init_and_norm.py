@@ -7,8 +7,8 @@ import torch.nn as nn
 
 from aicourse.checks import rel_error
 from aicourse.lessons.init_and_norm import (batchnorm_backward, batchnorm_forward, calculate_gain,
-                                            deep_relu_statistics, fan_in_and_fan_out, he_std, uniform_bound,
-                                            xavier_std)
+                                            deep_relu_bn_statistics, deep_relu_statistics, fan_in_and_fan_out,
+                                            he_std, uniform_bound, xavier_std)
 
 TOL = 1e-10  # float64 NumPy vs float64 torch on the CPU
 
@@ -126,3 +126,37 @@ def test_deep_relu_statistics_vs_autograd():
         assert rel(zs[l], zt[l].detach()) < TOL
         assert rel(deltas[l], zt[l].grad) < TOL
         assert rel(dWs[l], Wt[l].grad) < TOL
+
+
+@pytest.mark.parametrize("scale", [0.01, 1.0])
+@pytest.mark.parametrize("eps", [1e-5, 0.1])
+def test_deep_relu_bn_statistics_vs_torch(scale, eps):
+    """Linear -> BatchNorm1d (train, gamma 1, beta 0) -> ReLU per layer, the last layer linear only, vs autograd."""
+    rng = np.random.default_rng(3)
+    x, top = rng.standard_normal((9, 6)) * 2 + 1, rng.standard_normal((9, 4))
+    weights = [rng.standard_normal((5, 6)) * scale, rng.standard_normal((7, 5)) * scale, rng.standard_normal((4, 7))]
+    zs, deltas, dWs = deep_relu_bn_statistics(x, weights, top, eps=eps)
+    Wt = [torch.tensor(W, requires_grad=True) for W in weights]
+    h, zt = torch.tensor(x), []
+    for l, W in enumerate(Wt):
+        zt.append(h @ W.T); zt[-1].retain_grad()
+        if l < len(Wt) - 1:
+            bn = nn.BatchNorm1d(W.shape[0], eps=eps).double().train()
+            h = torch.relu(bn(zt[-1]))
+    zt[-1].backward(torch.tensor(top))
+    for l in range(len(weights)):
+        assert rel(zs[l], zt[l].detach()) < TOL
+        assert rel(deltas[l], zt[l].grad) < TOL
+        assert rel(dWs[l], Wt[l].grad) < TOL
+
+
+def test_deep_relu_bn_statistics_does_not_see_the_weights_scale():
+    """Below the last layer batch norm removes the scale of W: scaling every hidden W by 100 leaves the top
+    layer's input, and so z_L, unchanged (to eps), unlike the stack without batch norm."""
+    rng = np.random.default_rng(4)
+    x, top = rng.standard_normal((16, 5)), rng.standard_normal((16, 3))
+    weights = [rng.standard_normal((5, 5)), rng.standard_normal((5, 5)), rng.standard_normal((3, 5))]
+    scaled = [100 * W for W in weights[:-1]] + [weights[-1]]
+    z_bn = deep_relu_bn_statistics(x, weights, top, eps=0.0)[0][-1]
+    assert rel(deep_relu_bn_statistics(x, scaled, top, eps=0.0)[0][-1], z_bn) < TOL
+    assert rel(deep_relu_statistics(x, scaled, top)[0][-1], deep_relu_statistics(x, weights, top)[0][-1]) > 0.5

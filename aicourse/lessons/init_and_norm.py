@@ -118,3 +118,28 @@ def batchnorm_backward(dout, cache):
     dx = (inv_std.reshape(shape) / m) * (m * g - g.sum(axis=axes, keepdims=True)
                                          - x_hat * (g * x_hat).sum(axis=axes, keepdims=True))
     return dx, dgamma, dbeta
+
+
+def deep_relu_bn_statistics(x, weights, delta_top, eps=1e-5):
+    """deep_relu_statistics with train-mode batch norm (gamma 1, beta 0) before every relu.
+
+    z_l = a_{l-1} W_l^T, a_l = relu(BN(z_l)); the last layer is z_L alone. delta_top is dL/dz_L. Returns
+    (zs, deltas, dWs): per layer, the pre-activation before batch norm, dL/dz and dL/dW.
+    """
+    zs, inputs, caches, us, a = [], [], [], [], x
+    for l, W in enumerate(weights):
+        inputs.append(a)
+        zs.append(a @ W.T)
+        if l < len(weights) - 1:
+            ones, zeros = np.ones(W.shape[0]), np.zeros(W.shape[0])
+            u, cache, _, _ = batchnorm_forward(zs[-1], ones, zeros, zeros, ones, train=True, eps=eps)
+            caches.append(cache)
+            us.append(u)
+            a = np.maximum(u, 0.0)
+    deltas, dWs, delta = [None] * len(weights), [None] * len(weights), delta_top
+    for l in reversed(range(len(weights))):
+        deltas[l] = delta
+        dWs[l] = delta.T @ inputs[l]
+        if l > 0:
+            delta = batchnorm_backward((delta @ weights[l]) * (us[l - 1] > 0), caches[l - 1])[0]
+    return zs, deltas, dWs
