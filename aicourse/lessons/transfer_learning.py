@@ -48,23 +48,27 @@ def accuracy(encoder, head, X, y):
 
 
 def nt_xent_forward(z, tau):
-    """SimCLR's NT-Xent loss of projections z (2N, d); rows i and i + N are two views of one example."""
-    n = z.shape[0]
+    """SimCLR's NT-Xent loss of projections z (2N, d): rows i and i + N are the two views of image i."""
+    two_n = z.shape[0]
+    if two_n % 2:
+        raise ValueError(f"NT-Xent needs an even number of rows, got {two_n}: rows i and i + N are the two views of "
+                         f"image i (2N rows for N images).")
+    N = two_n // 2
     norm = np.linalg.norm(z, axis=1, keepdims=True)
     u = z / norm
     s = u @ u.T / tau
     np.fill_diagonal(s, -np.inf)                        # a view is not its own candidate
-    pos = (np.arange(n) + n // 2) % n
+    pos = (np.arange(two_n) + N) % two_n                # the other view of the same image
     logp = log_softmax(s, axis=1)
-    return -logp[np.arange(n), pos].mean(), (u, norm, logp, pos, tau)
+    return -logp[np.arange(two_n), pos].mean(), (u, norm, logp, pos, tau)
 
 
 def nt_xent_backward(cache):
     """dL/dz of nt_xent_forward."""
     u, norm, logp, pos, tau = cache
-    n = len(pos)
+    two_n = len(pos)
     G = np.exp(logp)                                    # row-wise softmax, zero on the diagonal
-    G[np.arange(n), pos] -= 1
-    G /= n                                              # dL/ds
+    G[np.arange(two_n), pos] -= 1
+    G /= two_n                                          # dL/ds
     du = (G + G.T) @ u / tau
     return (du - u * np.sum(du * u, axis=1, keepdims=True)) / norm
