@@ -28,6 +28,7 @@ A discussion question's model answer is a Markdown cell between ``<!-- BEGIN SOL
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -111,6 +112,12 @@ def _index(i: tuple) -> str:
 
 
 def _explain(result: "checks.CheckResult", compared: tuple | None) -> tuple[str, tuple[str, ...]]:
+    with warnings.catch_warnings():  # an all-NaN answer: nanmax warns, the message says what it found
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _explain_quietly(result, compared)
+
+
+def _explain_quietly(result: "checks.CheckResult", compared: tuple | None) -> tuple[str, tuple[str, ...]]:
     """(what went wrong in words, the failing check's lines) for a failed check inside a grader."""
     more = [f"failing check: {result.name}"]
     if result.text:  # check_bound: the measured number against its range
@@ -174,8 +181,13 @@ def grade(exercise: str, test: Callable[[], object]) -> Grade:
         return compare(name, ours, reference, *args, **kwargs)
 
     checks._compare = recording
+    caught_warnings = []
     try:
-        test()
+        # the learner's code may overflow or divide by zero (a naive formula): NumPy's and Python's warnings
+        # are collected and named in a wrong answer's message, never written to stderr
+        with warnings.catch_warnings(record=True) as caught_warnings, np.errstate(all="warn"):
+            warnings.simplefilter("always")
+            test()
     except NotImplementedError:
         result = Grade(exercise, NOT_ATTEMPTED, "replace `raise NotImplementedError()` with your code")
     except _ReturnedNone as exc:
@@ -197,6 +209,10 @@ def grade(exercise: str, test: Callable[[], object]) -> Grade:
         result = Grade(exercise, SOLVED, checks=len(block.results))
     finally:
         checks._compare = compare
+        if caught_warnings and result_is_wrong(locals().get("result")):
+            w = caught_warnings[0]
+            result = Grade(result.exercise, result.status, result.detail, checks=result.checks,
+                           more=tuple(result.more) + (f"your code warned: {w.category.__name__}: {w.message}",))
         checks._OPEN.remove(mistake)
         checks._OPEN.remove(block)
         del checks.RESULTS[start:]  # a grader's checks are the learner's, not the lesson's
@@ -204,6 +220,10 @@ def grade(exercise: str, test: Callable[[], object]) -> Grade:
     GRADES[exercise] = result
     print(result.message)
     return result
+
+
+def result_is_wrong(result) -> bool:
+    return result is not None and result.status == WRONG
 
 
 def assert_solved(exercise: str) -> None:

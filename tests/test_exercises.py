@@ -324,3 +324,23 @@ def test_the_guide_answers_every_exercise(path):
     found = exercises(_read(path))
     assert [r[0] for r in rows] == [f"{e.number} · {e.kind} · {e.title}" for e in found]
     assert all(len(r) == 3 and r[1] not in ("", "—") for r in rows), f"{path.stem}: an exercise without an answer"
+
+
+def test_a_wrong_answer_that_overflows_warns_in_its_message_not_on_stderr(capsys):
+    """A naive formula (exp overflowing) is the learner's: its NumPy warnings are named in the grade's
+    message, and nothing reaches stderr (the course's cells write nothing there)."""
+    import numpy as np
+
+    from aicourse import check
+    from aicourse.exercises import grade
+
+    def naive_softplus(x):
+        return np.log(1 + np.exp(x))
+
+    x = np.array([1.0, 1000.0])
+    result = grade("9 · softplus", lambda: check("softplus", naive_softplus(x), np.logaddexp(0, x)))
+    captured = capsys.readouterr()
+    assert result.status == "wrong" and captured.err == ""
+    assert "your code warned: RuntimeWarning: overflow encountered in exp" in captured.out
+    result = grade("9 · softplus", lambda: check("softplus", np.logaddexp(0, x), np.logaddexp(0, x)))
+    assert result.solved and "warned" not in capsys.readouterr().out
