@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlsplit
 
 import nbformat
 import pytest
+from npm import ensure_node_modules
 
 from aicourse import book, config
 from aicourse.cli import main
@@ -51,6 +52,9 @@ def _browser() -> str:
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     if not exe:
         _missing("needs headless Chromium (apt-get install chromium)")
+    why_not = ensure_node_modules(book.BOOK, "mathjax")  # npm ci --prefix docs/book, once, when npm is here
+    if why_not:
+        _missing(why_not)
     try:
         book._check_sphinx()
         book.find_mathjax()
