@@ -25,14 +25,11 @@ from collections import defaultdict
 import pytest
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    _workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
-    os.environ.setdefault("AICOURSE_JOBS", str(_workers))
-    try:
-        _cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        _cores = os.cpu_count() or 1
+    from aicourse.device import JOBS_VAR, default_threads
+
+    os.environ.setdefault(JOBS_VAR, os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ.setdefault(var, str(max(1, _cores // _workers)))
+        os.environ.setdefault(var, str(default_threads()))
 
 
 MAX_CHECK_LINES = 12

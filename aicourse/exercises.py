@@ -209,21 +209,17 @@ def grade(exercise: str, test: Callable[[], object]) -> Grade:
         result = Grade(exercise, SOLVED, checks=len(block.results))
     finally:
         checks._compare = compare
-        if caught_warnings and result_is_wrong(locals().get("result")):
-            w = caught_warnings[0]
-            result = Grade(result.exercise, result.status, result.detail, checks=result.checks,
-                           more=tuple(result.more) + (f"your code warned: {w.category.__name__}: {w.message}",))
         checks._OPEN.remove(mistake)
         checks._OPEN.remove(block)
         del checks.RESULTS[start:]  # a grader's checks are the learner's, not the lesson's
         checks.VERBOSE = verbose
+    if caught_warnings and result.status == WRONG:  # the learner's warnings explain a wrong answer
+        w = caught_warnings[0]
+        result = Grade(result.exercise, result.status, result.detail, checks=result.checks,
+                       more=tuple(result.more) + (f"your code warned: {w.category.__name__}: {w.message}",))
     GRADES[exercise] = result
     print(result.message)
     return result
-
-
-def result_is_wrong(result) -> bool:
-    return result is not None and result.status == WRONG
 
 
 def assert_solved(exercise: str) -> None:
