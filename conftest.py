@@ -28,8 +28,11 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     from aicourse.device import JOBS_VAR, default_threads
 
     os.environ.setdefault(JOBS_VAR, os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):  # for the kernels it starts
         os.environ.setdefault(var, str(default_threads()))
+    from aicourse.device import set_threads
+
+    set_threads(0)  # and the worker itself (torch was imported above, before these variables were set)
 
 
 MAX_CHECK_LINES = 12
