@@ -27,7 +27,7 @@ def all_notebooks(folder: Path | None = None) -> list[Path]:
 def find_notebook(name: str, folder: Path | None = None) -> Path:
     """Resolve ``"07"``, ``"10_convolution"``, ``"10_convolution.ipynb"`` or a path.
 
-    A name with a folder in it (``./my-work/20_gpt``, ``my-work/20_gpt.ipynb``) is a path and means that
+    A name with a folder in it (``./my-work/22_gpt``, ``my-work/22_gpt.ipynb``) is a path and means that
     file (``.ipynb`` may be left out), never the notebook of the same name in ``folder``. An unknown name
     or a missing path raises FileNotFoundError in one sentence.
     """

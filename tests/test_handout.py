@@ -32,25 +32,25 @@ def _solve(path: Path) -> str:
 
 def test_a_second_handout_keeps_the_learners_work(tmp_path, capsys):
     out = tmp_path / "my-work"
-    assert main(["handout", "16", "20", "--out", str(out)]) == 0
+    assert main(["handout", "16", "22", "--out", str(out)]) == 0
     assert "wrote 2 notebook(s)" in capsys.readouterr().out
-    mine = _solve(out / "20_gpt.ipynb")
-    before = (out / "20_gpt.ipynb").read_bytes()
+    mine = _solve(out / "22_gpt.ipynb")
+    before = (out / "22_gpt.ipynb").read_bytes()
 
     assert main(["handout", "--out", str(out)]) == 0  # the whole course, into the same folder
     printed = capsys.readouterr().out.splitlines()
     kept = [line for line in printed if line.startswith("kept ")]
-    assert len(kept) == 1 and "kept 2 file(s) already in" in kept[0] and "20_gpt.ipynb" in kept[0], printed
+    assert len(kept) == 1 and "kept 2 file(s) already in" in kept[0] and "22_gpt.ipynb" in kept[0], printed
     assert "--force" in kept[0]
-    assert (out / "20_gpt.ipynb").read_bytes() == before, "a solved handout was overwritten"
+    assert (out / "22_gpt.ipynb").read_bytes() == before, "a solved handout was overwritten"
     assert sorted(p.name for p in out.glob("*.ipynb")) == [p.name for p in NOTEBOOKS]
 
-    assert main(["handout", "20", "--out", str(out), "--force"]) == 0
+    assert main(["handout", "22", "--out", str(out), "--force"]) == 0
     printed = capsys.readouterr().out
     [backup] = out.glob("backup-*")
     assert re.fullmatch(r"backup-\d{8}-\d{6}", backup.name) and f"moved 1 existing file(s) to" in printed
-    assert (backup / "20_gpt.ipynb").read_bytes() == before, "--force lost the old notebook"
-    fresh = nbformat.read(out / "20_gpt.ipynb", as_version=4)
+    assert (backup / "22_gpt.ipynb").read_bytes() == before, "--force lost the old notebook"
+    fresh = nbformat.read(out / "22_gpt.ipynb", as_version=4)
     assert mine not in [c.source for c in fresh.cells], "--force did not write a fresh handout"
 
 

@@ -1,4 +1,4 @@
-"""aicourse.lessons.compression (notebook 23): quantisation codes against torch's quantised tensors, integer for
+"""aicourse.lessons.compression (notebook 27): quantisation codes against torch's quantised tensors, integer for
 integer; the int8 linear layer; pruning masks against torch.nn.utils.prune; the distillation loss against
 F.kl_div and autograd."""
 

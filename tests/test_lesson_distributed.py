@@ -1,4 +1,4 @@
-"""aicourse.lessons.distributed (notebook 25): shard gradients, the ring all-reduce, and the process launcher.
+"""aicourse.lessons.distributed (notebook 29): shard gradients, the ring all-reduce, and the process launcher.
 
 The launcher tests start real processes (spawn, gloo on the CPU): a few seconds each, mostly torch's import.
 """

@@ -1,4 +1,4 @@
-"""aicourse.lessons.gpt (notebook 20) against torch: the GPT decoder block, the whole model, the KV cache,
+"""aicourse.lessons.gpt (notebook 22) against torch: the GPT decoder block, the whole model, the KV cache,
 label-smoothed loss, sampling distribution."""
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""aicourse.lessons.hugging_face (notebook 21) against Hugging Face transformers' BERT and GPT-2, float64."""
+"""aicourse.lessons.hugging_face (notebook 23) against Hugging Face transformers' BERT and GPT-2, float64."""
 
 import copy
 

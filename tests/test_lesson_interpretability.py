@@ -1,4 +1,4 @@
-"""aicourse.lessons.interpretability (notebook 24) against Captum on a small random CNN, float64."""
+"""aicourse.lessons.interpretability (notebook 28) against Captum on a small random CNN, float64."""
 
 import warnings
 

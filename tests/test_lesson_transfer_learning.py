@@ -1,4 +1,4 @@
-"""aicourse.lessons.transfer_learning (notebook 22): NT-Xent against autograd, the encoder and augmentation."""
+"""aicourse.lessons.transfer_learning (notebook 26): NT-Xent against autograd, the encoder and augmentation."""
 
 import numpy as np
 import pytest

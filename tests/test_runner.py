@@ -170,18 +170,18 @@ def test_ctrl_c_stops_the_kernel_and_writes_the_summary(tmp_path, parent_ignores
 
 
 def test_a_path_means_that_path_even_without_ipynb(small, tmp_path, monkeypatch):
-    """`aicourse run ./my-work/20_gpt` runs my-work's copy, not notebooks/20_gpt; a missing path is one sentence."""
+    """`aicourse run ./my-work/22_gpt` runs my-work's copy, not notebooks/22_gpt; a missing path is one sentence."""
     from aicourse.notebooks import find_notebook
 
     work = tmp_path / "my-work"
     work.mkdir()
-    mine = work / "20_gpt.ipynb"
+    mine = work / "22_gpt.ipynb"
     mine.write_bytes(small.read_bytes())
     monkeypatch.chdir(tmp_path)
-    for name in ("./my-work/20_gpt", "my-work/20_gpt", "my-work/20_gpt.ipynb", str(work / "20_gpt")):
+    for name in ("./my-work/22_gpt", "my-work/22_gpt", "my-work/22_gpt.ipynb", str(work / "22_gpt")):
         assert find_notebook(name) == mine.resolve(), name
-    assert find_notebook("20").name == "20_gpt.ipynb" and find_notebook("20") != mine.resolve()
+    assert find_notebook("22").name == "22_gpt.ipynb" and find_notebook("22") != mine.resolve()
     with pytest.raises(FileNotFoundError, match=r"^No notebook at my-work/21_x \(nor my-work/21_x.ipynb\)\.$"):
         find_notebook("my-work/21_x")
-    [result] = run(["./my-work/20_gpt"], {}, tmp_path / "out", progress=False)
-    assert result.status == "ok" and (tmp_path / "out" / "20_gpt.ipynb").exists()
+    [result] = run(["./my-work/22_gpt"], {}, tmp_path / "out", progress=False)
+    assert result.status == "ok" and (tmp_path / "out" / "22_gpt.ipynb").exists()
