@@ -6,6 +6,7 @@ cell that fails must each fail the notebook's test."""
 import os
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 
 import nbformat
 import pytest
@@ -47,24 +48,39 @@ def test_the_executed_notebook_is_the_student_release_then_both_answers():
     assert "return x + 2" in run.cells[-8].source and "assert_solved" in run.cells[-5].source
 
 
-def _pytest(tmp_path, nb):
+CASES = {  # file stem: (wrong answer, extra lesson cell, what its test must say)
+    "01_right": ("return x + 2", "print('lesson cell')", "passed"),
+    "02_grader_accepts_wrong": ("return x * 2", "print('lesson cell')", "the grader rejects it"),
+    "03_warning_on_stderr": ("return x + 2", "import warnings; warnings.warn('deprecated')", "stderr: "),
+    "04_lesson_cell_fails": ("return x + 2", "raise ValueError('broken lesson')", "broken lesson"),
+}
+
+
+@pytest.fixture(scope="module")
+def one_pytest_run(tmp_path_factory):
+    """All four notebooks in one pytest process (one start-up): per notebook, (failed?, its report text)."""
+    tmp_path = tmp_path_factory.mktemp("execute_once")
     folder = tmp_path / "notebooks"
     folder.mkdir()
-    nbformat.write(nb, folder / "01_ex.ipynb")
+    for stem, (wrong, extra, _) in CASES.items():
+        nbformat.write(_notebook(wrong, extra), folder / f"{stem}.ipynb")
     env = {**os.environ, "PYTHONPATH": str(config.ROOT)}
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "conftest", "-p", "no:xdist", "-p", "no:cacheprovider",
-                           "-o", "addopts=", "--nbval-current-env", "-q", str(folder / "01_ex.ipynb")],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "conftest", "-p", "no:xdist", "-p", "no:cacheprovider",
+                           "-o", "addopts=", "--nbval-current-env", "-q", "--junitxml", str(tmp_path / "r.xml"),
+                           str(folder)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    results = {stem: [False, ""] for stem in CASES}
+    for case in ET.parse(tmp_path / "r.xml").iter("testcase"):
+        stem = next(s for s in CASES if s in case.get("classname", "") + case.get("file", "") + case.get("name", ""))
+        for bad in list(case.iter("failure")) + list(case.iter("error")):
+            results[stem][0] = True
+            results[stem][1] += (bad.get("message") or "") + (bad.text or "")
+    return results, done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("case, wrong, extra, expected", [
-    ("right", "return x + 2", "print('lesson cell')", "passed"),
-    ("a grader accepts its wrong answer", "return x * 2", "print('lesson cell')", "the grader rejects it"),
-    ("a warning on stderr", "return x + 2", "import warnings; warnings.warn('deprecated')", "stderr: "),
-    ("a lesson cell fails", "return x + 2", "raise ValueError('broken lesson')", "broken lesson"),
-])
-def test_a_broken_notebook_fails_its_one_execution(tmp_path, case, wrong, extra, expected):
-    done = _pytest(tmp_path, _notebook(wrong, extra))
-    out = done.stdout + done.stderr
-    assert (done.returncode == 0) == (case == "right"), out[-3000:]
-    assert expected in out, out[-3000:]
+@pytest.mark.parametrize("stem", CASES)
+def test_a_broken_notebook_fails_its_one_execution(one_pytest_run, stem):
+    results, out = one_pytest_run
+    failed, report = results[stem]
+    expected = CASES[stem][2]
+    assert failed == (stem != "01_right"), out[-3000:]
+    assert expected in (report if failed else out), out[-3000:]
