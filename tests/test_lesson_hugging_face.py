@@ -16,7 +16,11 @@ from aicourse.lessons.hugging_face import (bert_extended_mask, bert_key_padding_
                                            bert_model_to_hf, conv1d_to_linear, gpt2_block_backward,
                                            gpt2_block_forward, gpt2_block_params, gpt2_block_to_hf,
                                            gpt2_causal_mask, gpt2_lm_backward, gpt2_lm_forward, gpt2_lm_loss,
-                                           gpt2_lm_params, gpt2_lm_to_hf)
+                                           gpt2_lm_params, gpt2_lm_to_hf, bert_pair, pad_batch,
+                                           position_ids_from_mask, greedy_generate_padded, gpt_params_from_gpt2_lm,
+                                           hf_kv_cache, hf_cache_of, hf_cache_kwarg, train_wordpiece_tokenizer,
+                                           train_byte_bpe_tokenizer)
+from aicourse.lessons.gpt import gpt_forward  # noqa: E402
 
 TOL = 1e-10
 E, HEADS, LAYERS, V, N, T = 16, 2, 2, 30, 2, 5
@@ -178,3 +182,160 @@ def test_gpt2_lm_matches_hf(gpt):
     for name, prm in model.named_parameters():
         assert close(g[name], prm.grad), name
     assert np.all(dlogits[:, -1] == 0)                      # the last position predicts nothing
+
+
+# ----------------------------------------------------------------------------- the tokenizer pipeline (sections 8-10)
+def _texts():
+    import pydoc_data.topics
+    return [pydoc_data.topics.topics[k] for k in sorted(pydoc_data.topics.topics)[:12]]
+
+
+PAIRS = [("The for statement iterates.", "Each item is assigned to the target."), ("Names refer to objects.", "Yes.")]
+
+
+@pytest.fixture(scope="module")
+def bert_tok():
+    return train_wordpiece_tokenizer(_texts(), vocab_size=300)
+
+
+@pytest.fixture(scope="module")
+def gpt_tok():
+    return train_byte_bpe_tokenizer(_texts(), vocab_size=300)
+
+
+def test_tokenizers_trained_offline(bert_tok, gpt_tok):
+    assert [bert_tok.convert_tokens_to_ids(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")] == [0, 1, 2, 3, 4]
+    assert bert_tok.pad_token_id == BertConfig().pad_token_id                          # the embedding's padding_idx
+    assert len(bert_tok) <= 300 and len(gpt_tok) <= 300
+    text = "Naïve £ loops"                                                             # bytes: nothing unknown
+    assert gpt_tok.decode(gpt_tok(text)["input_ids"]) == text
+    assert gpt_tok.pad_token_id == gpt_tok.eos_token_id
+
+
+def test_bert_pair_and_pad_batch_equal_the_tokenizer(bert_tok):
+    enc = bert_tok([a for a, _ in PAIRS], [b for _, b in PAIRS], padding=True, return_tensors="np")
+    pieces = [bert_pair(bert_tok(a, add_special_tokens=False)["input_ids"],
+                        bert_tok(b, add_special_tokens=False)["input_ids"], bert_tok.cls_token_id, bert_tok.sep_token_id)
+              for a, b in PAIRS]
+    ids, mask = pad_batch([i for i, _ in pieces], bert_tok.pad_token_id)
+    types, _ = pad_batch([t for _, t in pieces], 0)
+    np.testing.assert_array_equal(ids, enc["input_ids"])
+    np.testing.assert_array_equal(types, enc["token_type_ids"])
+    np.testing.assert_array_equal(mask, enc["attention_mask"])
+    assert types.any() and not types[:, 0].any()                                       # B is 1, [CLS] is 0
+    bert_tok.padding_side = "left"
+    left = bert_tok([a for a, _ in PAIRS], padding=True, return_tensors="np")
+    bert_tok.padding_side = "right"
+    ids_l, mask_l = pad_batch([bert_tok(a)["input_ids"] for a, _ in PAIRS], bert_tok.pad_token_id, side="left")
+    np.testing.assert_array_equal(ids_l, left["input_ids"])
+    np.testing.assert_array_equal(mask_l, left["attention_mask"])
+    with pytest.raises(ValueError):
+        pad_batch([[1]], 0, side="middle")
+
+
+def test_position_ids_from_mask_is_hf_formula():
+    m = np.array([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1], [0, 1, 1, 0, 1]])
+    mt = torch.tensor(m)
+    ref = (mt.long().cumsum(-1) - 1).masked_fill(mt == 0, 1)                          # transformers 4.46's GPT-2
+    np.testing.assert_array_equal(position_ids_from_mask(m), ref.numpy())
+    np.testing.assert_array_equal(position_ids_from_mask(m, fill=0)[0], [0, 0, 0, 1, 2])
+
+
+@pytest.fixture(scope="module")
+def gpt_gen(gpt_tok):
+    torch.manual_seed(0)
+    eos = gpt_tok.eos_token_id
+    cfg = GPT2Config(vocab_size=len(gpt_tok), n_embd=E, n_layer=LAYERS, n_head=HEADS, n_positions=32,
+                     bos_token_id=eos, eos_token_id=eos, pad_token_id=eos, attn_implementation="eager")
+    return randomize(GPT2LMHeadModel(cfg).double().eval())
+
+
+PROMPTS = ["The for statement", "Names", "A class definition defines"]
+
+
+def test_gpt_params_from_gpt2_lm_run_22s_forward(gpt):
+    ids = np.random.default_rng(4).integers(0, V, (N, T))
+    with torch.no_grad():
+        ref = gpt(input_ids=torch.tensor(ids)).logits
+    assert close(gpt_forward(ids, gpt_params_from_gpt2_lm(gpt2_lm_params(gpt)), HEADS)[0], ref)
+
+
+def test_greedy_generate_padded_equals_generate(gpt_gen, gpt_tok):
+    eos, n_new = gpt_tok.eos_token_id, 6
+    seqs = [gpt_tok(p)["input_ids"] for p in PROMPTS]
+    ids, mask = pad_batch(seqs, eos, side="left")
+    p = gpt_params_from_gpt2_lm(gpt2_lm_params(gpt_gen))
+    ours, logits = greedy_generate_padded(p, ids, mask, n_new, HEADS, eos_id=eos, pad_id=eos)
+    with torch.no_grad():
+        ref = gpt_gen.generate(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask), do_sample=False,
+                               max_new_tokens=n_new, pad_token_id=eos, output_scores=True,
+                               return_dict_in_generate=True)
+    np.testing.assert_array_equal(ours, ref.sequences.numpy())
+    assert close(logits, torch.stack(ref.scores), tol=1e-6)                            # generate scores in float32
+    for n, s in enumerate(seqs):                                                       # each row = its prompt alone
+        alone = greedy_generate_padded(p, np.array([s]), np.ones((1, len(s))), n_new, HEADS, eos_id=eos,
+                                       pad_id=eos)[0][0]
+        np.testing.assert_array_equal(ours[n, ids.shape[1] - len(s):][:len(alone)], alone)
+    no_pos = greedy_generate_padded(p, ids, mask, n_new, HEADS, use_position_ids=False)[0]
+    assert not np.array_equal(no_pos, ours)                                            # the mistake changes tokens
+
+
+def test_eos_finishes_a_row(gpt_gen):
+    p = gpt_params_from_gpt2_lm(gpt2_lm_params(gpt_gen))
+    ids = np.array([[5, 6, 7]])
+    first_tok = greedy_generate_padded(p, ids, np.ones_like(ids), 1, HEADS)[0][0, -1]
+    out, _ = greedy_generate_padded(p, ids, np.ones_like(ids), 5, HEADS, eos_id=int(first_tok), pad_id=-1)
+    assert out.shape == (1, 4) and out[0, -1] == first_tok                             # stops after its eos
+
+
+def test_hf_kv_cache_equals_22s_present(gpt_gen, gpt_tok):
+    eos = gpt_tok.eos_token_id
+    ids, mask = pad_batch([gpt_tok(p)["input_ids"] for p in PROMPTS], eos, side="left")
+    pos = position_ids_from_mask(mask)
+    p = gpt_params_from_gpt2_lm(gpt2_lm_params(gpt_gen))
+    logits, cache = gpt_forward(ids, p, HEADS, attention_mask=mask, positions=pos)
+    with torch.no_grad():
+        out = gpt_gen(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask), position_ids=torch.tensor(pos),
+                      use_cache=True)
+    past = hf_cache_of(out)
+    kv = hf_kv_cache(past)
+    real = mask.astype(bool)
+    assert len(kv) == len(cache["present"]) == LAYERS
+    for (k, v), (k2, v2) in zip(cache["present"], kv):
+        assert k.shape == k2.shape
+        assert close(k.transpose(0, 2, 1, 3)[real], k2.transpose(0, 2, 1, 3)[real])
+        assert close(v.transpose(0, 2, 1, 3)[real], v2.transpose(0, 2, 1, 3)[real])
+    nxt = logits[:, -1].argmax(-1)[:, None]
+    mask2, pos2 = np.concatenate([mask, np.ones_like(nxt)], 1), pos[:, -1:] + 1
+    with torch.no_grad():
+        out2 = gpt_gen(input_ids=torch.tensor(nxt), attention_mask=torch.tensor(mask2),
+                       position_ids=torch.tensor(pos2), use_cache=True, **{hf_cache_kwarg(gpt_gen): past})
+    logits2, _ = gpt_forward(nxt, p, HEADS, attention_mask=mask2, positions=pos2, past=cache["present"])
+    assert close(logits2, out2.logits)
+
+
+def test_hf_kv_cache_reads_every_container():
+    """The containers of past_key_values across transformers versions give the same list of (k, v)."""
+    rng = np.random.default_rng(5)
+    pairs = [(torch.tensor(rng.standard_normal((1, 2, 3, 4))), torch.tensor(rng.standard_normal((1, 2, 3, 4))))
+             for _ in range(2)]
+
+    class Layer:
+        def __init__(self, k, v):
+            self.keys, self.values = k, v
+
+    class WithLayers:                                    # DynamicCache, late 4.x and 5.x
+        layers = [Layer(k, v) for k, v in pairs]
+
+    class WithLists:                                     # DynamicCache, earlier 4.x
+        key_cache, value_cache = [k for k, _ in pairs], [v for _, v in pairs]
+
+    class WithLegacy:                                    # any Cache with to_legacy_cache()
+        def to_legacy_cache(self):
+            return tuple(pairs)
+
+    want = [(k.numpy(), v.numpy()) for k, v in pairs]
+    for past in (tuple(pairs), WithLayers(), WithLists(), WithLegacy()):
+        got = hf_kv_cache(past)
+        assert len(got) == 2 and all(np.array_equal(a, b) for g, w in zip(got, want) for a, b in zip(g, w))
+    assert hf_cache_of({"past_key_values": 1}) == 1 and hf_cache_of({"cache": 2, "logits": 0}) == 2

@@ -270,3 +270,156 @@ def gpt2_lm_backward(dlogits, cache):
     g["wte"] = dwte_head + embedding_backward(dh, c_tok)
     g["wpe"] = embedding_backward(dh.sum(axis=0), c_pos)
     return g
+
+
+BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def train_wordpiece_tokenizer(texts, vocab_size=1000):
+    """A BERT tokenizer trained on texts (no download): lower-casing normaliser, BERT's pre-tokenizer, WordPiece
+    ("##" continuations) and the post-processor "[CLS] A [SEP]" / "[CLS] A [SEP] B [SEP]" with B's token type 1,
+    wrapped as transformers' BertTokenizerFast. The special tokens get ids 0-4 in BERT_SPECIALS' order."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertTokenizerFast
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(BERT_SPECIALS),
+                                                             show_progress=False))
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+                                                       special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    return BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]",
+                             cls_token="[CLS]", mask_token="[MASK]")
+
+
+def train_byte_bpe_tokenizer(texts, vocab_size=400, eos="<|endoftext|>"):
+    """A GPT-2 tokenizer trained on texts (no download): byte-level pre-tokenizer (every byte a symbol, so no
+    unknown token), BPE merges up to vocab_size, one special token eos, wrapped as GPT2TokenizerFast. GPT-2 has no
+    padding token: eos doubles as bos, unk and pad (the attention mask, not the id, marks the padding)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import GPT2TokenizerFast
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[eos], show_progress=False,
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return GPT2TokenizerFast(tokenizer_object=tok, bos_token=eos, eos_token=eos, unk_token=eos, pad_token=eos)
+
+
+def bert_pair(ids_a, ids_b, cls_id, sep_id):
+    """BERT's input for a sentence pair: [CLS] A [SEP] B [SEP] and its token_type_ids, 0 for [CLS] A [SEP] and
+    1 for B [SEP] (the row of token_type_embeddings each token gets)."""
+    ids = np.array([cls_id, *ids_a, sep_id, *ids_b, sep_id], dtype=np.int64)
+    types = np.array([0] * (len(ids_a) + 2) + [1] * (len(ids_b) + 1), dtype=np.int64)
+    return ids, types
+
+
+def pad_batch(seqs, pad_id, side="right"):
+    """Sequences of different lengths -> (ids (N, T_max) filled with pad_id, attention_mask (N, T_max), 1 = real).
+
+    side "right" (BERT) puts the padding after each sequence; "left" (generation) puts it before, so that every
+    sequence's last real token sits in the last column."""
+    if side not in ("left", "right"):
+        raise ValueError(f"side must be 'left' or 'right', not {side!r}")
+    T = max(len(s) for s in seqs)
+    ids = np.full((len(seqs), T), pad_id, dtype=np.int64)
+    mask = np.zeros((len(seqs), T), dtype=np.int64)
+    for n, s in enumerate(seqs):
+        cols = slice(T - len(s), T) if side == "left" else slice(0, len(s))
+        ids[n, cols], mask[n, cols] = s, 1
+    return ids, mask
+
+
+from aicourse.lessons.gpt import gpt_forward
+
+
+def position_ids_from_mask(attention_mask, fill=1):
+    """Hugging Face's position ids for a padded batch: cumsum(mask) - 1, each real token's index among the real
+    tokens of its row, and `fill` at the padding (never attended; transformers 4.46's GPT-2 filled 1, 5.x fills 0)."""
+    m = np.asarray(attention_mask).astype(np.int64)
+    return np.where(m == 0, fill, np.cumsum(m, axis=-1) - 1)
+
+
+def greedy_generate_padded(params, input_ids, attention_mask, n_new, n_heads, eos_id=None, pad_id=None,
+                           use_position_ids=True, **kw):
+    """Greedy decoding of a padded batch with 22's gpt_forward and its KV cache, as Hugging Face's generate does.
+
+    params: 22's keys (gpt_params_from_gpt2_lm). input_ids, attention_mask (N, T): left-padded prompts. The prompt's
+    positions come from the mask (position_ids_from_mask); each new token is one position further, gets mask 1 and
+    attends to the cached keys. eos_id: a row that has produced it is finished and gets pad_id from then on; when
+    all are, it stops early. use_position_ids False: positions 0, 1, ... by column (a model not given them).
+    kw: gelu, eps of gpt_forward. Returns (ids (N, T + steps), the logits of each step (steps, N, V))."""
+    ids, mask = np.asarray(input_ids), np.asarray(attention_mask).astype(np.int64)
+    pos = position_ids_from_mask(mask) if use_position_ids else None
+    logits, cache = gpt_forward(ids, params, n_heads, attention_mask=mask, positions=pos, **kw)
+    done, steps = np.zeros(len(ids), dtype=bool), []
+    for step in range(n_new):
+        steps.append(logits[:, -1])
+        nxt = logits[:, -1].argmax(axis=-1)
+        if eos_id is not None:
+            nxt = np.where(done, pad_id, nxt)
+            done |= nxt == eos_id
+        ids = np.concatenate([ids, nxt[:, None]], axis=1)
+        mask = np.concatenate([mask, np.ones((len(ids), 1), dtype=np.int64)], axis=1)
+        if step == n_new - 1 or done.all():
+            break
+        pos = None if pos is None else pos[:, -1:] + 1
+        logits, cache = gpt_forward(nxt[:, None], params, n_heads, attention_mask=mask, past=cache["present"],
+                                    positions=pos, **kw)
+    return ids, np.stack(steps)
+
+
+#: a block's course names (gpt2_block_params) -> 22's keys (GPT-2's names, nn.Linear layouts)
+GPT_BLOCK_KEYS = {"norm1.weight": "ln_1.weight", "norm1.bias": "ln_1.bias",
+                  "self_attn.in_proj_weight": "attn.c_attn.weight", "self_attn.in_proj_bias": "attn.c_attn.bias",
+                  "self_attn.out_proj.weight": "attn.c_proj.weight", "self_attn.out_proj.bias": "attn.c_proj.bias",
+                  "norm2.weight": "ln_2.weight", "norm2.bias": "ln_2.bias",
+                  "linear1.weight": "mlp.c_fc.weight", "linear1.bias": "mlp.c_fc.bias",
+                  "linear2.weight": "mlp.c_proj.weight", "linear2.bias": "mlp.c_proj.bias"}
+
+
+def gpt_params_from_gpt2_lm(p):
+    """gpt2_lm_params' dict -> the params of 22's gpt_forward: "wte.weight", "wpe.weight", "h.{i}.<GPT-2 name>",
+    "ln_f.*", in nn.Linear layouts (gpt2_lm_params has transposed every Conv1D already)."""
+    out = {"wte.weight": p["wte"], "wpe.weight": p["wpe"], "ln_f.weight": p["ln_f.weight"], "ln_f.bias": p["ln_f.bias"]}
+    for k, v in p.items():
+        if k.startswith("blocks."):
+            _, i, name = k.split(".", 2)
+            out[f"h.{i}.{GPT_BLOCK_KEYS[name]}"] = v
+    return out
+
+
+def _to_numpy(t):
+    """A tensor (or array) as a float64 NumPy copy."""
+    return np.array(t.detach().cpu().double().numpy() if hasattr(t, "detach") else t, dtype=np.float64)
+
+
+def hf_kv_cache(past):
+    """Hugging Face's past_key_values -> [(k, v) per layer] as float64 NumPy, each (N, heads, T, d_k): the layout
+    of 22's cache["present"]. The container is probed, since it changed across versions: a DynamicCache with
+    .layers[i].keys / .values (late 4.x, 5.x), one with .key_cache / .value_cache lists (earlier 4.x), any object
+    with to_legacy_cache(), or the legacy tuple of (k, v) per layer (GPT-2 in 4.46)."""
+    if hasattr(past, "layers"):
+        pairs = [(layer.keys, layer.values) for layer in past.layers]
+    elif hasattr(past, "key_cache"):
+        pairs = list(zip(past.key_cache, past.value_cache))
+    elif hasattr(past, "to_legacy_cache"):
+        pairs = past.to_legacy_cache()
+    else:
+        pairs = past
+    return [(_to_numpy(k), _to_numpy(v)) for k, v in pairs]
+
+
+def hf_cache_of(output):
+    """A model output's KV cache: the field "cache" in transformers 5.x (which deprecates .past_key_values),
+    "past_key_values" before."""
+    return output["cache"] if "cache" in output else output["past_key_values"]
+
+
+def hf_cache_kwarg(model):
+    """The name under which model.forward takes a KV cache: "cache" (5.x) or "past_key_values" (4.x)."""
+    import inspect
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
