@@ -49,11 +49,12 @@ def _merge_pair(seq, pair, new):
     return out
 
 
-def bpe_train(word_counts, n_merges):
+def bpe_train(word_counts, n_merges, alphabet=()):
     """Greedy BPE: returns (itos, merges); merges[k] = (left id, right id) of the symbol numbered len(alphabet) + k.
 
-    Ties between pairs of equal count go to the smallest (left id, right id), as Hugging Face's BpeTrainer does."""
-    itos = sorted({c for w in word_counts for c in w})
+    Ties between pairs of equal count go to the smallest (left id, right id), as Hugging Face's BpeTrainer does.
+    alphabet: symbols to number even where no word has them (a byte-level BPE: all 256 bytes)."""
+    itos = sorted({c for w in word_counts for c in w} | set(alphabet))
     stoi = {c: i for i, c in enumerate(itos)}
     seqs = {w: [stoi[c] for c in w] for w in word_counts}
     merges = []
@@ -98,3 +99,78 @@ def bpe_encode(text, itos, merges):
 
 def bpe_decode(ids, itos):
     return "".join(itos[i] for i in ids)
+
+
+def bytes_to_unicode():
+    """GPT-2's stand-in character for each byte value: itself when printable, else chr(256 + n), n = 0, 1, ..."""
+    printable = {*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)}
+    stand_in, n = {}, 0
+    for b in range(256):
+        if b in printable:
+            stand_in[b] = chr(b)
+        else:
+            stand_in[b] = chr(256 + n)
+            n += 1
+    return stand_in
+
+
+BYTE_TO_UNICODE = bytes_to_unicode()
+UNICODE_TO_BYTE = {c: b for b, c in BYTE_TO_UNICODE.items()}
+# GPT-2's pre-tokeniser: contractions, letters, digits, other symbols (each with one space before it), spaces
+GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+
+def gpt2_pretokenize(text):
+    """GPT-2's words of text, each written in byte stand-ins: "it's é" -> ['it', "'s", 'ĠÃ©']."""
+    import regex      # Python's re has no \p{L} (letter) or \p{N} (number); regex comes with transformers
+    return ["".join(BYTE_TO_UNICODE[b] for b in w.encode("utf-8")) for w in regex.findall(GPT2_PATTERN, text)]
+
+
+def split_special(text, special_tokens):
+    """text cut before and after every special token: [(piece, is_special)], a longer token first."""
+    if not special_tokens:
+        return [(text, False)] if text else []
+    pattern = "|".join(re.escape(s) for s in sorted(special_tokens, key=len, reverse=True))
+    return [(p, k % 2 == 1) for k, p in enumerate(re.split(f"({pattern})", text)) if p]
+
+
+def bytelevel_bpe_train(texts, n_merges, special_tokens=()):
+    """Byte-level BPE: (itos, merges). Ids: the special tokens, the 256 byte stand-ins in code-point order, then
+    one per merge. Each text is cut at its special tokens first, so no merge crosses one."""
+    words = collections.Counter(w for t in texts for p, special in split_special(t, special_tokens)
+                                if not special for w in gpt2_pretokenize(p))
+    itos, merges = bpe_train(words, n_merges, alphabet=BYTE_TO_UNICODE.values())
+    k = len(special_tokens)
+    return list(special_tokens) + itos, [(a + k, b + k) for a, b in merges]
+
+
+def bytelevel_encode(text, itos, merges, special_tokens=()):
+    """Token ids of text: each special token one id; the text between them as GPT-2's words, merged by rank."""
+    k = len(special_tokens)
+    stoi = {s: i for i, s in enumerate(itos[:len(itos) - len(merges)])}
+    rank = {pair: r for r, pair in enumerate(merges)}
+    ids = []
+    for p, special in split_special(text, special_tokens):
+        if special:
+            ids.append(stoi[p])
+            continue
+        for w in gpt2_pretokenize(p):
+            seq = [stoi[c] for c in w]
+            while len(seq) > 1:
+                pair = min(zip(seq, seq[1:]), key=lambda q: rank.get(q, len(rank)))
+                if pair not in rank:
+                    break
+                seq = _merge_pair(seq, pair, len(itos) - len(merges) + rank[pair])
+            ids.extend(seq)
+    return ids
+
+
+def bytelevel_decode(ids, itos, special_tokens=(), skip_special_tokens=False):
+    """Text of ids: the tokens' bytes joined, then decoded once, bad UTF-8 as U+FFFD (errors="replace", as GPT-2)."""
+    data = bytearray()
+    for i in ids:
+        if itos[i] in special_tokens:
+            data += b"" if skip_special_tokens else itos[i].encode("utf-8")
+        else:
+            data += bytes(UNICODE_TO_BYTE[c] for c in itos[i])
+    return data.decode("utf-8", errors="replace")
