@@ -259,20 +259,15 @@ def gpt_backward(dlogits, cache):
 
 import numpy as np
 
+from aicourse.lessons.encoder_decoder import label_smoothed_cross_entropy
 from aicourse.lessons.floating_point import softmax
-from aicourse.lessons.losses import cross_entropy
 
 
 def lm_loss(logits, targets, label_smoothing=0.0):
-    """Mean next-token cross-entropy over every position, with label smoothing as F.cross_entropy's:
-    the target distribution is (1 - s) onehot(y) + s / V. logits: (..., V), targets: (...) ints.
+    """Mean next-token cross-entropy over every position, with label smoothing as F.cross_entropy's (notebook 20's
+    label_smoothed_cross_entropy: target (1 - s) onehot(y) + s / V). logits: (..., V), targets: (...) ints.
     Returns (loss, dlogits shaped like logits); dlogits = (softmax - target distribution) / (number of tokens)."""
-    V = logits.shape[-1]
-    z, y = logits.reshape(-1, V), np.asarray(targets).reshape(-1)
-    t = np.full(z.shape, label_smoothing / V)
-    t[np.arange(len(y)), y] += 1.0 - label_smoothing
-    loss, dz = cross_entropy(z, t)                              # notebook 04's loss, with probability targets
-    return loss, dz.reshape(logits.shape)
+    return label_smoothed_cross_entropy(logits, targets, label_smoothing)
 
 
 def next_token_probs(logits, temperature=1.0, top_k=None):
