@@ -280,12 +280,20 @@ def test_greedy_generate_padded_equals_generate(gpt_gen, gpt_tok):
     assert not np.array_equal(no_pos, ours)                                            # the mistake changes tokens
 
 
-def test_eos_finishes_a_row(gpt_gen):
+def test_eos_finishes_rows_as_generate_does(gpt_gen, gpt_tok):
+    pad, n_new = gpt_tok.eos_token_id, 6
+    ids, mask = pad_batch([gpt_tok(p)["input_ids"] for p in PROMPTS], pad, side="left")
     p = gpt_params_from_gpt2_lm(gpt2_lm_params(gpt_gen))
-    ids = np.array([[5, 6, 7]])
-    first_tok = greedy_generate_padded(p, ids, np.ones_like(ids), 1, HEADS)[0][0, -1]
-    out, _ = greedy_generate_padded(p, ids, np.ones_like(ids), 5, HEADS, eos_id=int(first_tok), pad_id=-1)
-    assert out.shape == (1, 4) and out[0, -1] == first_tok                             # stops after its eos
+    plain = greedy_generate_padded(p, ids, mask, n_new, HEADS)[0]
+    stop = int(plain[0, ids.shape[1] + 1])                                             # row 0's second new token
+    ours = greedy_generate_padded(p, ids, mask, n_new, HEADS, eos_id=stop, pad_id=pad)[0]
+    with torch.no_grad():
+        ref = gpt_gen.generate(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask), do_sample=False,
+                               max_new_tokens=n_new, pad_token_id=pad, eos_token_id=stop)
+    np.testing.assert_array_equal(ours, ref.numpy())
+    new = ours[0, ids.shape[1]:]
+    first = int(np.argmax(new == stop))                                                # row 0 finishes by step 1
+    assert new[first] == stop and first <= 1 and (new[first + 1:] == pad).all()
 
 
 def test_hf_kv_cache_equals_22s_present(gpt_gen, gpt_tok):
