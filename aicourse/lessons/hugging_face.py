@@ -338,7 +338,7 @@ from aicourse.lessons.gpt import gpt_forward
 
 def position_ids_from_mask(attention_mask, fill=1):
     """Hugging Face's position ids for a padded batch: cumsum(mask) - 1, each real token's index among the real
-    tokens of its row, and `fill` at the padding (never attended; transformers 4.46's GPT-2 filled 1, 5.x fills 0)."""
+    tokens of its row, and `fill` at the padding (never attended; generate filled 1 in transformers 4.46, 0 in 5.x)."""
     m = np.asarray(attention_mask).astype(np.int64)
     return np.where(m == 0, fill, np.cumsum(m, axis=-1) - 1)
 
