@@ -20,8 +20,8 @@ from tqdm.auto import tqdm
 
 from .checks import tensor
 from .device import device_name, env_summary, resolve_device
-from .lessons import (attention, backpropagation, convolution, init_and_norm, losses, lstm_gru, mlp_training, rnn,
-                      tokenization, transformer)
+from .lessons import (attention, backpropagation, convolution, encoder_decoder, flash_attention, init_and_norm, llama,
+                      losses, lstm_gru, mlp_training, rnn, tokenization, transformer)
 from .timing import Timing, _fmt, time_it
 
 
@@ -358,6 +358,124 @@ def _(rng, small):
         out = mod(xt)
         return lambda: torch.autograd.grad(out, inputs, d, retain_graph=True)
     return Case(size, numpy, make, 2 * flops)
+
+
+# ---- cross-attention (20) -----------------------------------------------------------------------------
+def _cross(rng, small):
+    N, L, S, E, heads = (2, 3, 4, 4, 2) if small else (32, 32, 48, 128, 4)
+    params = {"in_proj_weight": 0.1 * _randn(rng, 3 * E, E), "in_proj_bias": 0.1 * _randn(rng, 3 * E),
+              "out_proj.weight": 0.1 * _randn(rng, E, E), "out_proj.bias": 0.1 * _randn(rng, E)}
+    pad = np.zeros((N, S), bool)
+    pad[0, -1] = True                                                # one padded memory position
+    x, memory, dout = _randn(rng, N, L, E), _randn(rng, N, S, E), _randn(rng, N, L, E)
+
+    def mha(dev, dt):
+        mod = torch.nn.MultiheadAttention(E, heads, batch_first=True, device=dev, dtype=dt)
+        mod.load_state_dict({k: tensor(v, dev, dt) for k, v in params.items()})
+        return mod
+    flops = 2 * N * (L * E * E + 2 * S * E * E + L * E * E) + 4 * N * L * S * E
+    return f"x (N,L,E) = ({N},{L},{E}), memory S {S}, {heads} heads", x, memory, dout, params, heads, pad, mha, flops
+
+
+@op("cross-attention-fwd")
+def _(rng, small):
+    size, x, memory, _, params, heads, pad, mha, flops = _cross(rng, small)
+
+    def make(dev, dt):
+        mod, xt, mt, pt = mha(dev, dt), tensor(x, dev, dt), tensor(memory, dev, dt), torch.as_tensor(pad, device=dev)
+        return _no_grad(lambda: mod(xt, mt, mt, key_padding_mask=pt, need_weights=False)[0])
+    return Case(size, lambda: encoder_decoder.cross_attention_forward(x, memory, params, heads,
+                                                                      memory_key_padding_mask=pad)[0], make, flops)
+
+
+@op("cross-attention-bwd")
+def _(rng, small):
+    size, x, memory, dout, params, heads, pad, mha, flops = _cross(rng, small)
+    cache = encoder_decoder.cross_attention_forward(x, memory, params, heads, memory_key_padding_mask=pad)[2]
+
+    def numpy():
+        dx, dmemory, grads = encoder_decoder.cross_attention_backward(dout, cache)
+        return (dx, dmemory, *[grads[k] for k in params])
+
+    def make(dev, dt):
+        mod, pt, d = mha(dev, dt), torch.as_tensor(pad, device=dev), tensor(dout, dev, dt)
+        xt, mt = tensor(x, dev, dt, grad=True), tensor(memory, dev, dt, grad=True)
+        named = dict(mod.named_parameters())
+        out = mod(xt, mt, mt, key_padding_mask=pt, need_weights=False)[0]
+        return lambda: torch.autograd.grad(out, [xt, mt, *[named[k] for k in params]], d, retain_graph=True)
+    return Case(size, numpy, make, 2 * flops)
+
+
+# ---- RoPE and RMSNorm (24) ----------------------------------------------------------------------------
+def _rope(rng, small):
+    N, H, T, d = (2, 2, 3, 4) if small else (8, 4, 128, 64)
+    return f"(N, heads, T, d) = ({N},{H},{T},{d})", _randn(rng, N, H, T, d), _randn(rng, N, H, T, d), np.arange(T)
+
+
+@op("rope-fwd")
+def _(rng, small):
+    size, x, _, pos = _rope(rng, small)
+    return Case(size, lambda: llama.rope_forward(x, pos), _forward(lambda x: llama.torch_rope(x, torch.as_tensor(pos, device=x.device)), x))
+
+
+@op("rope-bwd")
+def _(rng, small):
+    size, x, dy, pos = _rope(rng, small)
+    return Case(size, lambda: llama.rope_backward(dy, pos),
+                _backward(lambda x: llama.torch_rope(x, torch.as_tensor(pos, device=x.device)), (x,), dy))
+
+
+def _rmsnorm(rng, small):
+    R, D = (4, 6) if small else (1024, 512)
+    return f"x ({R},{D})", _randn(rng, R, D), 1 + 0.1 * _randn(rng, D), _randn(rng, R, D)
+
+
+def _torch_rms(x, w):
+    return F.rms_norm(x, x.shape[-1:], w, eps=1e-6)
+
+
+@op("rmsnorm-fwd")
+def _(rng, small):
+    size, x, w, _ = _rmsnorm(rng, small)
+    return Case(size, lambda: llama.rms_norm_forward(x, w)[0], _forward(_torch_rms, x, w))
+
+
+@op("rmsnorm-bwd")
+def _(rng, small):
+    size, x, w, dy = _rmsnorm(rng, small)
+    cache = llama.rms_norm_forward(x, w)[1]
+    return Case(size, lambda: llama.rms_norm_backward(dy, cache), _backward(_torch_rms, (x, w), dy))
+
+
+# ---- flash attention (25) -----------------------------------------------------------------------------
+def _flash_sdpa(q, k, v):
+    """SDPA with only the flash kernel on the CPU; on a GPU in float32 (flash: half precision only) any kernel."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    kinds = [SDPBackend.FLASH_ATTENTION] if q.device.type == "cpu" else \
+        [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+    with sdpa_kernel(kinds):
+        return F.scaled_dot_product_attention(q, k, v)
+
+
+def _flash(rng, small):
+    N, h, L, d, B = (2, 2, 5, 4, 2) if small else (8, 4, 128, 64, 64)
+    q, k, v, dout = (_randn(rng, N, h, L, d) for _ in range(4))
+    return f"(N, heads, L, d) = ({N},{h},{L},{d}), blocks {B}", q, k, v, dout, B, 4 * N * h * L * L * d
+
+
+@op("flash-attention-fwd")
+def _(rng, small):
+    size, q, k, v, _, B, flops = _flash(rng, small)
+    return Case(size, lambda: flash_attention.flash_attention_forward(q, k, v, block_q=B, block_k=B)[0],
+                _forward(_flash_sdpa, q, k, v), flops)
+
+
+@op("flash-attention-bwd")
+def _(rng, small):
+    size, q, k, v, dout, B, flops = _flash(rng, small)
+    cache = flash_attention.flash_attention_forward(q, k, v, block_q=B, block_k=B)[2]
+    return Case(size, lambda: flash_attention.flash_attention_backward(dout, cache),
+                _backward(_flash_sdpa, (q, k, v), dout), 2.5 * flops)   # 5 products: the scores recomputed
 
 
 # ---- the loop -----------------------------------------------------------------------------------------
