@@ -280,16 +280,17 @@ def _guide_sections() -> dict[str, str]:
 
 
 def test_the_weekly_plan_fits_its_term():
-    """Two terms of 13 weeks at 2 x 90 minutes: every notebook's minutes, none over a week, the lab the rest,
+    """Terms of 13 weeks at 2 x 90 minutes: every notebook's minutes, none over a week, the lab the rest,
     assignments that share no notebook and are handed out after their last lecture."""
     minutes = {n: int(re.search(r"\*\*Minutes:\*\* (\d+)", text).group(1)) for n, text in _guide_sections().items()}
-    plan = GUIDE.split("## Two terms of 13 weeks")[1]
+    plan = GUIDE.split("## Three terms of 13 weeks")[1]
     assert "two sessions of 90 minutes" in plan
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in plan.splitlines()
             if re.match(r"^\| \d+ \|", line)]
     assert [int(r[0]) for r in rows] == list(range(1, 14))
     taught: dict[str, int] = {}
-    for term in (0, 1):
+    assert all(len(r) == 10 for r in rows), "three terms: week, then lectures, lab, assignment per term"
+    for term in (0, 1, 2):
         assigned: list[tuple[int, set]] = []
         for row in rows:
             week, lectures, lab, assignment = int(row[0]), *row[1 + 3 * term: 4 + 3 * term]
