@@ -233,12 +233,37 @@ def test_bert_pair_and_pad_batch_equal_the_tokenizer(bert_tok):
         pad_batch([[1]], 0, side="middle")
 
 
+def test_right_padded_pairs_equal_each_pair_alone(bert):
+    """On the real tokens a right-padded batch gives the outputs of each sequence alone (to rounding), with the mask."""
+    rng = np.random.default_rng(6)
+    seqs = [rng.integers(5, V, n) for n in (T, 3, 4)]
+    types = [(np.arange(len(s)) >= 2).astype(np.int64) for s in seqs]
+    ids, mask = pad_batch(seqs, 0)
+    tt, _ = pad_batch(types, 0)
+    p, real = bert_model_params(bert), mask.astype(bool)
+    alone = np.concatenate([bert_model_forward(s[None], p, HEADS, None, t[None])[0][0] for s, t in zip(seqs, types)])
+    assert close(bert_model_forward(ids, p, HEADS, mask, tt)[0][real], alone)
+    assert not close(bert_model_forward(ids, p, HEADS, None, tt)[0][real], alone, tol=1e-3)     # no mask: leaks
+    assert not close(bert_model_forward(ids, p, HEADS, mask)[0][real], alone, tol=1e-3)         # types all 0
+
 def test_position_ids_from_mask_is_hf_formula():
     m = np.array([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1], [0, 1, 1, 0, 1]])
     mt = torch.tensor(m)
     ref = (mt.long().cumsum(-1) - 1).masked_fill(mt == 0, 1)                          # transformers 4.46's GPT-2
     np.testing.assert_array_equal(position_ids_from_mask(m), ref.numpy())
     np.testing.assert_array_equal(position_ids_from_mask(m, fill=0)[0], [0, 0, 0, 1, 2])
+
+
+def test_position_fill_changes_only_padded_positions(gpt):
+    """The value at the padding is never read: fill 0 and fill 1 give the same logits at the real positions."""
+    ids = np.random.default_rng(7).integers(0, V, (N, T))
+    mask = np.array([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    p, real = gpt_params_from_gpt2_lm(gpt2_lm_params(gpt)), mask.astype(bool)
+    l0, l1 = (gpt_forward(ids, p, HEADS, attention_mask=mask, positions=position_ids_from_mask(mask, fill=f))[0]
+              for f in (0, 1))
+    assert close(l0[real], l1[real]) and not close(l0[~real], l1[~real], tol=1e-3)
+    l0n, l1n = (gpt_forward(ids, p, HEADS, positions=position_ids_from_mask(mask, fill=f))[0] for f in (0, 1))
+    assert not close(l0n[real], l1n[real], tol=1e-3)                                  # without the mask it matters
 
 
 @pytest.fixture(scope="module")
