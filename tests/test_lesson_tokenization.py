@@ -87,6 +87,17 @@ def test_bytes_to_unicode_is_gpt2s_printable_map():
     assert all(UNICODE_TO_BYTE[c] == b for b, c in BYTE_TO_UNICODE.items())
 
 
+def test_bytes_to_unicode_matches_bytelevel_byte_by_byte():
+    # a character for every byte value that UTF-8 text can hold (all but C0, C1, F5-FF): a set check misses a swap
+    probe = "".join(map(chr, [*range(256), *range(0x100, 0x800, 0x40), 0x800, *range(0x1000, 0x10000, 0x1000),
+                              0x10000, *range(0x40000, 0x110000, 0x40000)]))
+    data = probe.encode("utf-8")
+    assert len(set(data)) == 243
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    hf = "".join(p for p, _ in byte_level.pre_tokenize_str(probe))
+    assert "".join(BYTE_TO_UNICODE[b] for b in data) == hf
+
+
 def test_gpt2_pretokenize_matches_bytelevel():
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
     for line in BYTE_LINES:
