@@ -96,10 +96,10 @@ def test_greedy_equals_generate(bart, srcs, steps):
 
 
 @pytest.mark.parametrize("k, alpha, early, n_ret", [(3, 1.0, False, 1), (4, 2.0, True, 2), (4, -1.0, False, 3),
-                                                    (2, 1.0, "never", 2)])
+                                                    (2, 1.0, "never", 2), (2, 1.0, False, 2)])
 def test_beam_search_equals_generate(bart, srcs, steps, k, alpha, early, n_ret):
     for x, st in list(zip(srcs, steps))[14:19]:          # one input per call (see the notebook); on 15, 16 and
-        # 18 True and "never" return other hypotheses than False
+        # 18 True, and on 15 and 16 "never", return other hypotheses than False (k=2, alpha 1 stops early there)
         hyps = beam_search(st, k, MAX_NEW, EOS, alpha, early, n_ret, legacy=LEGACY)
         out = bart.generate(input_ids=torch.as_tensor(x[None]), generation_config=config(
             num_beams=k, length_penalty=alpha, early_stopping=early, num_return_sequences=n_ret))
@@ -128,6 +128,25 @@ def test_wide_beam_is_exhaustive(legacy):
                 np.testing.assert_array_equal(q, q_ref)
                 assert abs(s - s_ref) <= 1e-12
             assert beam_search(tree_step(seed), 1, T, 0, alpha)[0][0] <= ranked[0][0] + 1e-12
+
+
+def test_true_bounds_lose_nothing():
+    """'never' (any alpha) and False (alpha <= 0) return what the same beam returns without a stopping rule (None);
+    False may not for alpha > 0, and on these models it does not at least once."""
+    false_lost = 0
+    for seed in range(10):
+        for alpha in (-1.0, 1.0, 2.0):
+            for k in (1, 2, 3):
+                full = beam_search(tree_step(seed), k, 6, 0, alpha, None, k)
+                for rule in ("never", False):
+                    hyps = beam_search(tree_step(seed), k, 6, 0, alpha, rule, k)
+                    same = len(hyps) == len(full) and all(
+                        np.array_equal(q, q_f) and abs(s - s_f) <= 1e-12 for (s, q), (s_f, q_f) in zip(hyps, full))
+                    if rule == "never" or alpha <= 0:
+                        assert same, (seed, alpha, k, rule)
+                    else:
+                        false_lost += not same
+    assert false_lost > 0
 
 
 def test_length_penalized():

@@ -39,7 +39,8 @@ def beam_search(step, num_beams, max_new, eos, length_penalty=1.0, early_stoppin
     length_penalized(log p, t, length_penalty) (t tokens, EOS included), and the k best extensions without EOS
     stay open. At most k finished hypotheses are kept. The search stops after max_new tokens or when k are
     finished and: early_stopping True; False: no open beam's log p / t**alpha beats the worst finished;
-    "never": the same with the longest possible length max_new when alpha > 0 (a true bound).
+    "never": the same with the longest possible length max_new when alpha > 0 (a true bound); None (not a
+    Hugging Face value): no stopping rule, every search runs to max_new.
     At max_new the first k extensions all finish. legacy=True: transformers < 4.50 (BeamSearchScorer), whose
     bound uses the best of all 2k extensions and which finishes, at max_new, the k open beams unless done.
     Returns the num_return best finished hypotheses as (score, tokens) pairs, best first."""
@@ -60,7 +61,8 @@ def beam_search(step, num_beams, max_new, eos, length_penalty=1.0, early_stoppin
         if len(finished) == k:
             L = max_new if early_stopping == "never" and length_penalty > 0 else t
             best_open = cand_scores[0] if legacy else scores[0]
-            done = early_stopping is True or length_penalized(best_open, L, length_penalty) <= finished[-1][0]
+            done = early_stopping is True or (early_stopping is not None
+                                              and length_penalized(best_open, L, length_penalty) <= finished[-1][0])
         if legacy and t == max_new and not done:
             finished += [(length_penalized(s, t, length_penalty), q) for s, q in zip(scores, seqs)]
             finished = sorted(finished, key=lambda h: -h[0])[:k]
