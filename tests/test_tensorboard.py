@@ -1,0 +1,67 @@
+"""TensorBoard logs (issue 23): what a training loop writes is read back whole and equals what it printed."""
+
+import nbformat
+import numpy as np
+import pytest
+
+from aicourse import ParameterError, read_scalars, writer
+from aicourse.notebooks import find_notebook
+from aicourse.runner import run
+
+# 07 at its smallest: one epoch of 5 steps, a 4-unit hidden layer (the notebook's start dominates the time)
+SMALL_07 = {"epochs": "1", "hidden": "4", "batch_size": "256"}
+
+
+def printed_table(executed, header_start):
+    """{tag: [(step, value), ...]} from the table a notebook printed under a header 'step-name tag tag ...'."""
+    lines = [line for c in nbformat.read(executed, 4).cells if c.cell_type == "code" for o in c.outputs
+             if o.output_type == "stream" and o.name == "stdout" for line in o.text.splitlines()]
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    tags = lines[start].split()[1:]
+    table = {tag: [] for tag in tags}
+    for line in lines[start + 1:]:
+        fields = line.split()
+        if len(fields) != len(tags) + 1 or not fields[0].isdigit():
+            break
+        for tag, value in zip(tags, fields[1:]):
+            table[tag].append((int(fields[0]), float(value)))
+    return table
+
+
+def same_scalars(logged, printed):
+    """Same tags, same steps, and every value the same float32 (a printed value round-trips float32 exactly)."""
+    as_f32 = lambda d: {t: [(s, np.float32(v)) for s, v in pts] for t, pts in d.items()}
+    return as_f32(logged) == as_f32(printed)
+
+
+def test_writer_and_read_scalars_round_trip(tmp_path):
+    assert writer("") is None
+    curve = {"loss/train": [(0, 2.3), (5, 1.25), (10, 0.5)], "lr": [(s, 1e-3 * 0.9 ** s) for s in range(12)]}
+    tb = writer(str(tmp_path / "new" / "run"))   # folders are created
+    for tag, points in curve.items():
+        for step, value in points:
+            tb.add_scalar(tag, value, step)
+    tb.close()
+    logged = read_scalars(tmp_path / "new" / "run")
+    assert same_scalars(logged, curve)
+    wrong_value = {**curve, "lr": curve["lr"][:-1] + [(11, float(np.nextafter(np.float32(curve["lr"][-1][1]), 1)))]}
+    wrong_step = {**curve, "loss/train": [(0, 2.3), (6, 1.25), (10, 0.5)]}
+    missing = {**curve, "lr": curve["lr"][:-1]}
+    assert not any(same_scalars(logged, bad) for bad in (wrong_value, wrong_step, missing))
+
+
+def test_writer_rejects_an_unusable_folder(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(ParameterError, match="cannot be used as a TensorBoard folder"):
+        writer(str(tmp_path / "a_file" / "run"))
+
+
+def test_07_logs_the_curves_it_prints(tmp_path):
+    log_dir = tmp_path / "runs" / "07"
+    result = run([str(find_notebook("07"))], {"log_dir": str(log_dir), **SMALL_07}, tmp_path / "out",
+                 progress=False)[0]
+    assert result.status == "ok", result.output
+    printed = printed_table(result.output, "epoch  loss/train")
+    assert set(printed) == {"loss/train", "loss/val", "accuracy/train", "accuracy/val", "lr"}
+    assert all([s for s, _ in pts] == [0, 1] for pts in printed.values())   # epoch 0 (initial weights) and 1
+    assert same_scalars(read_scalars(log_dir), printed)
