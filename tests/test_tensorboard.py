@@ -56,9 +56,11 @@ def test_writer_rejects_an_unusable_folder(tmp_path):
         writer(str(tmp_path / "a_file" / "run"))
 
 
-def test_07_logs_the_curves_it_prints(tmp_path):
+def test_07_logs_the_curves_it_prints(tmp_path, monkeypatch):
+    """`-p log_dir runs/07` lands in runs/07 of the folder you run from (not the kernel's notebooks/)."""
     log_dir = tmp_path / "runs" / "07"
-    result = run([str(find_notebook("07"))], {"log_dir": str(log_dir), **SMALL_07}, tmp_path / "out",
+    monkeypatch.chdir(tmp_path)
+    result = run([str(find_notebook("07"))], {"log_dir": "runs/07", **SMALL_07}, tmp_path / "out",
                  progress=False)[0]
     assert result.status == "ok", result.output
     printed = printed_table(result.output, "epoch  loss/train")
