@@ -156,6 +156,6 @@ def test_a_failing_rank_is_one_readable_error_and_no_process_is_left():
 def test_a_stuck_rank_is_killed_after_the_timeout():
     start = time.monotonic()
     with pytest.raises(TimeoutError, match="still running after"):
-        launch(_hang, 2, timeout_s=8)
-    assert time.monotonic() - start < 8 + 20
+        launch(_hang, 2, timeout_s=3)
+    assert time.monotonic() - start < 3 + 20
     assert not multiprocessing.active_children()

@@ -23,10 +23,11 @@ def small(tmp_path):
     return path
 
 
-def test_run_passes_parameters_and_writes_summary(small, tmp_path):
+def test_run_passes_parameters_and_writes_summary(small, tmp_path, capfd):
     out = tmp_path / "out"
     [result] = run([str(small)], {"steps": "5", "seed": "7"}, out, progress=False)
     assert result.status == "ok" and result.seconds > 0
+    assert "without encryption" not in capfd.readouterr().err, "the kernel spoke about TCP"
     executed = nbformat.read(out / "01_small.ipynb", 4)
     text = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
     assert "steps 5 seed 7" in text
@@ -39,14 +40,19 @@ def test_run_passes_parameters_and_writes_summary(small, tmp_path):
     assert 0 < cells < seconds and start == pytest.approx(seconds - cells, abs=0.11)
 
 
-def test_failure_keeps_output_and_exits_nonzero(small, tmp_path, capsys):
+def test_failure_keeps_output_and_summary_and_exits_nonzero(small, tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(["run", str(small), "-p", "fail", "true", "--out", str(out), "--no-progress"])
+    code = main(["run", str(small), "-p", "fail", "true", "-p", "seed", "3", "--out", str(out), "--no-progress"])
     assert code == 1
     executed = nbformat.read(out / "01_small.ipynb", 4)
     assert any(o.get("ename") == "AssertionError" for c in executed.cells if c.cell_type == "code"
                for o in c.outputs)
     assert "FAILED: AssertionError: asked to fail" in capsys.readouterr().out
+    # the summary records the folder, the parameters, the environment and the failed copy
+    summary = (out / "summary.md").read_text()
+    assert "Parameters: -p fail true -p seed 3" in summary and "torch " in summary and "numpy " in summary
+    assert "Notebooks: `" in summary and " | cpu (" in summary
+    assert f"(executed copy: `{out / '01_small.ipynb'}`)" in summary
 
 
 @pytest.mark.parametrize("params, message", [
@@ -89,15 +95,6 @@ def test_unwritable_out_is_one_sentence_before_anything_runs(small, tmp_path, ca
     assert "not a directory" in err[0] and not list(tmp_path.glob("**/summary.md"))
 
 
-def test_summary_records_folder_parameters_environment_and_failed_copy(small, tmp_path):
-    out = tmp_path / "out"
-    run([str(small)], {"fail": "true", "seed": "3"}, out, progress=False)
-    summary = (out / "summary.md").read_text()
-    assert "Parameters: -p fail true -p seed 3" in summary and "torch " in summary and "numpy " in summary
-    assert "Notebooks: `" in summary and " | cpu (" in summary
-    assert f"(executed copy: `{out / '01_small.ipynb'}`)" in summary
-
-
 def test_a_parameter_goes_to_the_notebooks_that_declare_it(small, tmp_path, capsys):
     other = tmp_path / "02_other.ipynb"
     nbformat.write(new_notebook(2, "other", "Other"), other)
@@ -109,12 +106,6 @@ def test_a_parameter_goes_to_the_notebooks_that_declare_it(small, tmp_path, caps
         plan([str(small), str(other)], {"stpes": "3"})
     run([str(small), str(other)], {"steps": "3"}, tmp_path / "out", progress=False)
     assert "-p steps applies to 1 of 2 notebooks: 01_small" in capsys.readouterr().out
-
-
-def test_kernels_are_silent_about_tcp(small, tmp_path, capfd):
-    [result] = run([str(small)], {}, tmp_path / "out", progress=False)
-    assert result.status == "ok"
-    assert "without encryption" not in capfd.readouterr().err
 
 
 def test_the_checkout_you_stand_in_is_the_one_that_runs(small, tmp_path, monkeypatch):
