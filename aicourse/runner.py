@@ -222,8 +222,9 @@ def run(names: list[str] | None = None, params: dict[str, str] | None = None, ou
     params = dict(params or {})
     if "device" in params:
         resolve_device(params["device"])  # an unavailable device fails here, before anything runs
-    if params.get("log_dir") and not Path(params["log_dir"]).is_absolute():
-        params["log_dir"] = str(Path(params["log_dir"]).resolve())  # from where you run it, not the kernel's folder
+    for name, value in params.items():  # a folder (log_dir, mnist_dir) is taken from where you run the command,
+        if name.endswith("_dir") and value and not value.startswith("~") and not Path(value).is_absolute():
+            params[name] = str(Path(value).resolve())  # not from the notebooks' folder the kernel runs in
     folder = folder or notebooks_folder()
     taken: dict[str, list[str]] = {}
     jobs = plan(names, params, folder, taken)
