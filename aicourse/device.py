@@ -74,7 +74,25 @@ def set_numerics(tf32: bool = False, deterministic: bool = True) -> None:
     torch.backends.cudnn.deterministic = deterministic
     # Strict: an operation without a deterministic implementation raises instead of warning, so
     # "identical run to run" holds on a GPU too (see allow_nondeterministic for the known exceptions).
-    torch.use_deterministic_algorithms(deterministic)
+    _use_deterministic_algorithms(deterministic)
+
+
+def _use_deterministic_algorithms(mode: bool) -> None:
+    """``torch.use_deterministic_algorithms(mode)`` without importing torch.compile's stack on the way.
+
+    Since torch 2.6 the public call imports ``torch._inductor`` (1–2 s: most of a notebook's set-up cell) only to
+    set ``torch._inductor.config.deterministic``, which matters to ``torch.compile`` alone; no notebook compiles.
+    The switch itself is the C++ flag that the public call sets next. Where that flag's setter is missing, or
+    the compiler is already loaded, the public call runs; ``torch.are_deterministic_algorithms_enabled()``
+    reads the flag back (tests/test_device.py).
+    """
+    import sys
+
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None or "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(mode)
+    else:
+        setter(mode, warn_only=False)
 
 
 @contextmanager

@@ -44,6 +44,20 @@ def test_setup_fixes_numerics(capsys):
     assert line.count("\n") == 1 and "torch" in line and "tf32 off" in line
 
 
+def test_setup_is_strictly_deterministic_without_loading_the_compiler():
+    """The set-up cell's deterministic switch is torch's own flag (read back by torch's public getters), strict
+    (an op without a deterministic kernel raises), and it does not import torch.compile's stack (1-2 s a kernel)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch, aicourse; aicourse.setup(seed=0, device='cpu', verbose=False); "
+            "print(torch.are_deterministic_algorithms_enabled(), "
+            "torch.is_deterministic_algorithms_warn_only_enabled(), 'torch._inductor' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "True False False"
+
+
 def test_check_param():
     assert check_param("epochs", 3, int, low=1) == 3
     assert check_param("lr", 1, float) == 1  # an int is an acceptable float
