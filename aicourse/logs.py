@@ -34,3 +34,12 @@ def read_scalars(path) -> dict[str, list[tuple[int, float]]]:
     events = EventAccumulator(str(path), size_guidance={"scalars": 0})  # 0: keep every scalar, not a sample
     events.Reload()
     return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def read_images(path) -> dict[str, list[tuple[int, int, int]]]:
+    """Every image of the event files in folder ``path``: {tag: [(step, height, width), ...]}."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(path), size_guidance={"images": 0})  # 0: keep every image
+    events.Reload()
+    return {tag: [(e.step, e.height, e.width) for e in events.Images(tag)] for tag in events.Tags()["images"]}

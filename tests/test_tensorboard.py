@@ -4,7 +4,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from aicourse import ParameterError, read_scalars, writer
+from aicourse import ParameterError, read_images, read_scalars, writer
 from aicourse.notebooks import find_notebook
 from aicourse.runner import run
 
@@ -48,6 +48,15 @@ def test_writer_and_read_scalars_round_trip(tmp_path):
     wrong_step = {**curve, "loss/train": [(0, 2.3), (6, 1.25), (10, 0.5)]}
     missing = {**curve, "lr": curve["lr"][:-1]}
     assert not any(same_scalars(logged, bad) for bad in (wrong_value, wrong_step, missing))
+
+
+def test_read_images_keeps_every_image_with_its_step_and_size(tmp_path):
+    tb = writer(str(tmp_path / "run"))
+    for step in (0, 7):
+        tb.add_images("samples", np.zeros((4, 1, 8, 8)) + step / 10, step)   # 4 images of 8x8, one grid each
+    tb.add_image("grid", np.ones((3, 10, 12)), 3)
+    tb.close()
+    assert read_images(tmp_path / "run") == {"samples": [(0, 8, 8 * 4), (7, 8, 8 * 4)], "grid": [(3, 10, 12)]}
 
 
 def test_writer_rejects_an_unusable_folder(tmp_path):
