@@ -244,3 +244,197 @@ def ddp_worker(rank, world_size, params0, X, y, schedule, lr, momentum, runs):
             events.clear()
         out[name] = {"params": history, "events": log}
     return out
+
+
+import numpy as np
+
+from aicourse.lessons.optimizers import Adam
+
+
+def zero_bytes(psi, n, stage, k=12):
+    """Bytes of model state per worker for psi parameters on n workers under ZeRO stage 0 (plain DDP) to 3.
+
+    Mixed-precision Adam: 2 psi bytes of fp16 parameters, 2 psi of fp16 gradients, k psi of optimizer state
+    (fp32 master parameters, m and v: k = 12). Stage 1 divides the optimizer state by n, stage 2 also the
+    gradients, stage 3 also the parameters.
+    """
+    if stage not in (0, 1, 2, 3):
+        raise ValueError(f"ZeRO stage must be 0, 1, 2 or 3, not {stage!r}")
+    return 2 * psi / (n if stage >= 3 else 1) + 2 * psi / (n if stage >= 2 else 1) + k * psi / (n if stage >= 1 else 1)
+
+
+def shard_bounds(n, p):
+    """Where the p contiguous shards of a flat vector of n elements start and end: worker r owns [b[r], b[r+1])
+    (the chunks of np.array_split, as in the ring)."""
+    return np.cumsum([0] + [len(c) for c in np.array_split(np.empty(n), p)])
+
+
+def reduce_scatter(xs):
+    """The first half of the ring, scheduled so that worker r ends with chunk r of the sum of the p vectors.
+
+    At step t = 0..p-2 worker r sends chunk (r - 1 - t) % p to worker (r + 1) % p, which adds it to its copy:
+    chunk c starts at worker c + 1 and after p - 1 hops arrives, complete, at worker c.
+    Returns ([chunk r of sum(xs), for r = 0..p-1], elements sent by each worker).
+    """
+    p = len(xs)
+    chunks = [np.array_split(np.array(x, dtype=np.float64), p) for x in xs]
+    sent = np.zeros(p, dtype=np.int64)
+    for step in range(p - 1):
+        messages = [(r, (r - 1 - step) % p) for r in range(p)]
+        data = [chunks[r][c].copy() for r, c in messages]          # every worker sends at once...
+        for (r, c), d in zip(messages, data):                       # ...then every message arrives
+            chunks[(r + 1) % p][c] = chunks[(r + 1) % p][c] + d
+            sent[r] += d.size
+    return [chunks[r][r] for r in range(p)], sent
+
+
+def all_gather(own):
+    """The second half of the ring: worker r starts with only its chunk ``own[r]`` and ends with all of them.
+
+    At step t = 0..p-2 worker r sends chunk (r - t) % p to worker (r + 1) % p, which keeps a copy.
+    Returns (the p workers' full vectors, the chunks concatenated in order 0..p-1; elements sent by each worker).
+    """
+    p = len(own)
+    chunks = [[np.array(own[r], dtype=np.float64) if c == r else None for c in range(p)] for r in range(p)]
+    sent = np.zeros(p, dtype=np.int64)
+    for step in range(p - 1):
+        messages = [(r, (r - step) % p) for r in range(p)]
+        data = [chunks[r][c].copy() for r, c in messages]
+        for (r, c), d in zip(messages, data):
+            chunks[(r + 1) % p][c] = d
+            sent[r] += d.size
+    return [np.concatenate(ch) for ch in chunks], sent
+
+
+def zero_adam(params0, X, y, schedule, p, stage, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, mistake=None):
+    """Data-parallel Adam with ZeRO stage 1 or 2 over p simulated workers, in NumPy (float64).
+
+    Every worker holds all the parameters (flattened) and computes the gradient of its shard of each global
+    batch. Worker r owns the elements [b[r], b[r+1]) of the flat vector (``shard_bounds``): stage 1 all-reduces
+    the whole gradient (``ring_all_reduce``) and keeps its part; stage 2 reduce-scatters, so it receives only its
+    part. Each worker divides by p, takes an Adam step on its own part only (its optimizer state is that part's
+    m and v), and the parts are all-gathered into every worker's parameters.
+    ``mistake``: None, "averaged gather" (the all-gather done as the average of the zero-padded parts) or
+    "divided twice" (the summed gradient divided by p twice). Returns {"params": worker 0's [W1, b1, ...] after
+    every step, "replica_gap": max |worker r - worker 0| over every step, "state": elements of m and v each
+    worker holds, "grad": gradient elements each worker keeps after the collective}.
+    """
+    if stage not in (1, 2):
+        raise ValueError(f"zero_adam simulates stages 1 and 2, not {stage!r}")
+    flat0 = flatten(params0)
+    b = shard_bounds(flat0.size, p)
+    theta = [flat0.copy() for _ in range(p)]                       # every worker's full copy of the parameters
+    own = [flat0[b[r]:b[r + 1]].copy() for r in range(p)]          # the part worker r updates
+    opts = [Adam([own[r]], lr=lr, betas=betas, eps=eps) for r in range(p)]
+    history, gap, kept = [], 0.0, []
+    for idx in schedule:
+        grads = [flatten(local_gradients(X[part], y[part], unflatten(theta[r], params0))[0])
+                 for r, part in enumerate(shards(idx, p))]
+        if stage == 1:
+            summed, _ = ring_all_reduce(grads)                     # everyone gets the whole sum...
+            mine = [summed[r][b[r]:b[r + 1]] for r in range(p)]    # ...and uses only its part
+            kept = [s.size for s in summed]
+        else:
+            mine, _ = reduce_scatter(grads)                        # everyone gets only its part of the sum
+            kept = [m.size for m in mine]
+        for r in range(p):
+            g = mine[r] / p
+            opts[r].step([g / p if mistake == "divided twice" else g])
+        if mistake == "averaged gather":
+            padded = [np.concatenate([np.zeros(b[r]), own[r], np.zeros(flat0.size - b[r + 1])]) for r in range(p)]
+            summed, _ = ring_all_reduce(padded)
+            theta = [s / p for s in summed]
+        else:
+            theta, _ = all_gather(own)
+        gap = max([gap] + [np.abs(t - theta[0]).max() for t in theta])
+        history.append(unflatten(theta[0].copy(), params0))
+    state = [sum(v.size for k, v in o.state[0].items() if k != "step") for o in opts]
+    return {"params": history, "replica_gap": gap, "state": state, "grad": kept}
+
+
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+
+def train_adam_one_process(params0, X, y, schedule, lr, dtype=torch.float64):
+    """torch.optim.Adam on whole global batches X[idx] for idx in schedule (CPU); the parameters after every step."""
+    model = torch_mlp(params0, "cpu", dtype)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    Xt, yt = torch.as_tensor(X, dtype=dtype), torch.as_tensor(y)
+    history = []
+    for idx in schedule:
+        idx = torch.as_tensor(idx)
+        opt.zero_grad()
+        F.cross_entropy(model(Xt[idx]), yt[idx]).backward()
+        opt.step()
+        history.append(snapshot(model))
+    return history
+
+
+def _fully_shard():
+    """FSDP2's fully_shard: public in torch >= 2.6, under torch.distributed._composable.fsdp in 2.4 and 2.5."""
+    try:
+        from torch.distributed.fsdp import fully_shard
+    except ImportError:
+        from torch.distributed._composable.fsdp import fully_shard
+    return fully_shard
+
+
+def zero_worker(rank, world_size, params0, X, y, schedule, lr):
+    """Adam with sharded state on this rank's shard of each global batch, two ways, in float64.
+
+    "zero": DDP (all-reduce of the gradients) + ZeroRedundancyOptimizer(Adam): each rank keeps Adam's state of
+    the parameters assigned to it, steps them, and broadcasts them. "fsdp": FSDP2's fully_shard on a CPU device
+    mesh: every parameter cut along its first dimension, all-gathered for the forward and backward passes, the
+    gradients reduce-scattered. Returns {"zero": {"params": the parameters after every step, "exp_avg": elements
+    of exp_avg this rank holds, "owns": names of its parameters}, "fsdp": {"params", "exp_avg", "local":
+    parameter elements this rank stores} or {"error": why fully_shard did not run, one line}}.
+    """
+    from torch.distributed.optim import ZeroRedundancyOptimizer
+
+    names = [f"{'Wb'[i % 2]}{i // 2 + 1}" for i in range(len(params0))]
+    Xt, yt = torch.as_tensor(X, dtype=torch.float64), torch.as_tensor(y)
+    mine = [torch.as_tensor(np.array_split(np.asarray(idx), world_size)[rank]) for idx in schedule]
+    out = {}
+    model = torch_mlp(params0)
+    ddp = DistributedDataParallel(model)
+    with warnings.catch_warnings():      # torch <= 2.5 warns that TorchScript functional optimizers are deprecated
+        warnings.simplefilter("ignore", DeprecationWarning)
+        opt = ZeroRedundancyOptimizer(ddp.parameters(), optimizer_class=torch.optim.Adam, lr=lr)
+    history = []
+    for rows in mine:
+        opt.zero_grad()
+        F.cross_entropy(ddp(Xt[rows]), yt[rows]).backward()
+        opt.step()                                   # own parameters' Adam step, then broadcast from their owners
+        history.append(snapshot(model))
+    owned = [(name, opt.optim.state[p]["exp_avg"].numel()) for name, p in zip(names, model.parameters())
+             if p in opt.optim.state]
+    out["zero"] = {"params": history, "exp_avg": sum(k for _, k in owned), "owns": [name for name, _ in owned]}
+    try:
+        from torch.distributed.device_mesh import init_device_mesh
+
+        model = torch_mlp(params0)
+        _fully_shard()(model, mesh=init_device_mesh("cpu", (world_size,)))
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        history = []
+        for rows in mine:
+            opt.zero_grad()
+            F.cross_entropy(model(Xt[rows]), yt[rows]).backward()
+            opt.step()
+            history.append([q.full_tensor().detach().numpy().copy() for q in model.parameters()])   # all-gather
+        out["fsdp"] = {"params": history,
+                       "exp_avg": sum(opt.state[q]["exp_avg"].to_local().numel() for q in model.parameters()),
+                       "local": sum(q.to_local().numel() for q in model.parameters())}
+    except Exception as exc:                         # torch 2.5: "FSDP requires CUDA for streams"
+        out["fsdp"] = {"error": f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:120]}"}
+    return out
+
+
+def ddp_and_zero_worker(rank, world_size, ddp_args, zero_args):
+    """``ddp_worker(rank, world_size, *ddp_args)`` and ``zero_worker(rank, world_size, *zero_args)`` in the same
+    processes: section 4 starts them once for both."""
+    return ddp_worker(rank, world_size, *ddp_args), zero_worker(rank, world_size, *zero_args)
