@@ -10,9 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from aicourse.lessons.distributed import (all_gather_send, all_reduce_worker, average_gradients, ddp_worker, flatten,
-                                          launch, local_gradients, reduce_scatter_send, ring_all_reduce, shards,
-                                          torch_mlp, train_one_process, unflatten)
+from aicourse.lessons.distributed import (all_gather, all_gather_send, all_reduce_worker, average_gradients,
+                                          ddp_worker, flatten, launch, local_gradients, reduce_scatter,
+                                          reduce_scatter_send, ring_all_reduce, shard_bounds, shards, torch_mlp,
+                                          train_adam_one_process, train_one_process, unflatten, zero_adam,
+                                          zero_bytes, zero_worker)
 from aicourse.lessons.mlp_training import init_mlp
 
 TOL = 1e-10
@@ -74,6 +76,79 @@ def test_ring_schedule_and_a_wrong_one():
     assert rel(wrong[0], xs.sum(axis=0)) > 1e-3
 
 
+def test_zero_bytes_is_the_papers_table():
+    """ZeRO paper, Figure 1: 7.5B parameters, N = 64, K = 12: 120, 31.4, 16.6, 1.9 GB (rounded)."""
+    gb = [zero_bytes(7.5e9, 64, stage) / 1e9 for stage in range(4)]
+    assert gb == pytest.approx([120, 31.40625, 16.640625, 1.875], rel=1e-12)
+    assert [round(g, 1) for g in gb] == [120, 31.4, 16.6, 1.9]
+    assert zero_bytes(1000, 1, 3) == zero_bytes(1000, 1, 0) == 16_000     # one worker: nothing to shard
+    assert zero_bytes(1000, 4, 1, k=16) == 4000 + 16 * 1000 / 4
+    with pytest.raises(ValueError):
+        zero_bytes(10, 2, 4)
+
+
+@pytest.mark.parametrize("p", range(1, 8))
+def test_reduce_scatter_then_all_gather_is_the_ring_all_reduce(p):
+    rng = np.random.default_rng(10 + p)
+    for n in (p, 4 * p + 3, 50):
+        xs = rng.standard_normal((p, n))
+        b = shard_bounds(n, p)
+        assert b[0] == 0 and b[-1] == n and (np.diff(b) >= 0).all()
+        mine, sent_rs = reduce_scatter(list(xs))
+        for r in range(p):                                     # worker r holds the complete chunk r: its shard
+            assert mine[r].shape == (b[r + 1] - b[r],)
+            assert rel(mine[r], xs.sum(axis=0)[b[r]:b[r + 1]]) <= TOL
+        full, sent_ag = all_gather(mine)
+        ring, sent_ring = ring_all_reduce(list(xs))
+        for r in range(p):
+            assert rel(full[r], ring[r]) <= TOL
+        assert sent_rs.sum() + sent_ag.sum() == sent_ring.sum() == 2 * (p - 1) * n
+        if n % p == 0:
+            assert (sent_rs == (p - 1) * n // p).all() and (sent_ag == (p - 1) * n // p).all()
+
+
+def test_zero_adam_equals_one_process_adam_and_the_mistakes_do_not():
+    rng = np.random.default_rng(5)
+    X, y = digits_like(rng, n=60)
+    params0 = init_mlp([12, 9, 5], rng)
+    schedule = [rng.permutation(len(X))[:12] for _ in range(4)]
+    ref = train_adam_one_process(params0, X, y, schedule, 0.05)
+    n = sum(q.size for q in params0)
+    for stage in (1, 2):
+        for p in (1, 2, 3):
+            out = zero_adam(params0, X, y, schedule, p, stage, lr=0.05)
+            assert len(out["params"]) == len(schedule) and out["replica_gap"] == 0.0
+            for ps, qs in zip(out["params"], ref):
+                for a, b in zip(ps, qs):
+                    assert a.shape == b.shape and rel(a, b) <= TOL
+            assert out["state"] == list(2 * np.diff(shard_bounds(n, p)))
+            assert out["grad"] == ([n] * p if stage == 1 else list(np.diff(shard_bounds(n, p))))
+    wrong = zero_adam(params0, X, y, schedule[:1], 3, 2, lr=0.05, mistake="averaged gather")
+    assert rel(flatten(wrong["params"][0]), flatten(ref[0]) / 3) <= TOL
+    twice = zero_adam(params0, X, y, schedule, 2, 2, lr=0.05, mistake="divided twice")
+    assert max(rel(a, b) for a, b in zip(twice["params"][-1], ref[-1])) > 1e-8
+    with pytest.raises(ValueError):
+        zero_adam(params0, X, y, schedule, 2, 3)
+
+
+def test_zero_train_script_with_one_process_equals_adam():
+    """aicourse.zero_train's training loop in this process, a gloo group of one (torchrun's run: the notebook)."""
+    import tempfile
+
+    import torch.distributed as dist
+
+    from aicourse.zero_train import problem, train
+    problem_ = problem(seed=3, batch=16, steps=3)
+    with tempfile.TemporaryDirectory() as tmp:
+        dist.init_process_group("gloo", init_method=f"file://{tmp}/rendezvous", rank=0, world_size=1)
+        try:
+            final = train(*problem_, 0.01, 0, 1)
+        finally:
+            dist.destroy_process_group()
+    for a, b in zip(final, train_adam_one_process(*problem_, 0.01)[-1]):
+        assert rel(a, b) <= TOL
+
+
 def test_flatten_unflatten_round_trip():
     arrays = [np.arange(6.0).reshape(2, 3), np.arange(2.0), np.ones((1, 4))]
     back = unflatten(flatten(arrays), arrays)
@@ -81,9 +156,10 @@ def test_flatten_unflatten_round_trip():
 
 
 # ------------------------------------------------------------------------ real processes (spawn, gloo)
-def _both(rank, world_size, xs, ddp_args):
-    """One launch for both collectives (spawning is the slow part)."""
-    return all_reduce_worker(rank, world_size, xs), ddp_worker(rank, world_size, *ddp_args)
+def _both(rank, world_size, xs, ddp_args, zero_args):
+    """One launch for the collectives, DDP and ZeRO (spawning is the slow part)."""
+    return (all_reduce_worker(rank, world_size, xs), ddp_worker(rank, world_size, *ddp_args),
+            zero_worker(rank, world_size, *zero_args))
 
 
 def _fail(rank, world_size):
@@ -106,9 +182,26 @@ def test_all_reduce_and_ddp_equal_sum_and_one_process():
     schedule = [rng.permutation(len(X))[:16] for _ in range(4)]
     runs = [("ok", torch.float64, None), ("tiny", torch.float64, None, 1e-5), ("same", torch.float64, "same shard"),
             ("sum", torch.float64, "sum")]
-    results, seconds = launch(_both, 2, xs, (params0, X, y, schedule, 0.2, 0.9, runs), timeout_s=120)
+    results, seconds = launch(_both, 2, xs, (params0, X, y, schedule, 0.2, 0.9, runs),
+                              (params0, X, y, schedule, 0.05), timeout_s=120)
     assert set(seconds) == {"spawn", "rendezvous", "work", "total"}
     one = train_one_process(params0, X, y, schedule, 0.2, 0.9)
+    adam = train_adam_one_process(params0, X, y, schedule, 0.05)
+    n = sum(q.size for q in params0)
+    assert sum(zero["zero"]["exp_avg"] for _, _, zero in results) == n                # ZeRO-1: state split
+    assert sorted(q for _, _, zero in results for q in zero["zero"]["owns"]) == sorted(["W1", "b1", "W2", "b2"])
+    for _, _, zero in results:
+        assert 0 < zero["zero"]["exp_avg"] < n
+        runs_done = ["zero"] + (["fsdp"] if "error" not in zero["fsdp"] else [])
+        if "error" in zero["fsdp"]:
+            assert zero["fsdp"]["error"] and "\n" not in zero["fsdp"]["error"]
+        else:
+            assert zero["fsdp"]["exp_avg"] == zero["fsdp"]["local"] < n
+        for run in runs_done:                                  # = one process's Adam, every parameter and step
+            for ps, qs in zip(zero[run]["params"], adam):
+                for a, b in zip(ps, qs):
+                    assert rel(a, b) <= TOL
+    results = [(summed, ddp) for summed, ddp, _ in results]
     for summed, ddp in results:
         assert rel(summed["float64"], xs.sum(axis=0)) <= TOL
         assert rel(summed["float32"], xs.sum(axis=0)) <= 1e-6
