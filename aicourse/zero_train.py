@@ -37,14 +37,16 @@ def problem(seed=0, rows=256, sizes=(16, 32, 4), batch=32, steps=5):
 
 def train(params0, X, y, schedule, lr, rank, world_size):
     """DDP + ZeroRedundancyOptimizer(Adam) on this rank's shard of each global batch; the final parameters."""
-    from torch.distributed.optim import ZeroRedundancyOptimizer
     from torch.nn.parallel import DistributedDataParallel
+
+    # torch <= 2.5 warns, on import and under its own "always" filter, that TorchScript functional optimizers
+    # are deprecated (ZeroRedundancyOptimizer uses none): record that warning and drop it
+    with warnings.catch_warnings(record=True):
+        from torch.distributed.optim import ZeroRedundancyOptimizer
 
     model = torch_mlp(params0)
     ddp = DistributedDataParallel(model)
-    with warnings.catch_warnings():      # torch <= 2.5 warns that TorchScript functional optimizers are deprecated
-        warnings.simplefilter("ignore", DeprecationWarning)
-        opt = ZeroRedundancyOptimizer(ddp.parameters(), optimizer_class=torch.optim.Adam, lr=lr)
+    opt = ZeroRedundancyOptimizer(ddp.parameters(), optimizer_class=torch.optim.Adam, lr=lr)
     Xt, yt = torch.as_tensor(X), torch.as_tensor(y)
     for idx in schedule:
         mine = torch.as_tensor(shards(idx, world_size)[rank])

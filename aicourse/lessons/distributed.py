@@ -394,7 +394,10 @@ def zero_worker(rank, world_size, params0, X, y, schedule, lr):
     of exp_avg this rank holds, "owns": names of its parameters}, "fsdp": {"params", "exp_avg", "local":
     parameter elements this rank stores} or {"error": why fully_shard did not run, one line}}.
     """
-    from torch.distributed.optim import ZeroRedundancyOptimizer
+    # torch <= 2.5 warns, on import and under its own "always" filter, that TorchScript functional optimizers
+    # are deprecated (ZeroRedundancyOptimizer uses none): record that warning and drop it
+    with warnings.catch_warnings(record=True):
+        from torch.distributed.optim import ZeroRedundancyOptimizer
 
     names = [f"{'Wb'[i % 2]}{i // 2 + 1}" for i in range(len(params0))]
     Xt, yt = torch.as_tensor(X, dtype=torch.float64), torch.as_tensor(y)
@@ -402,9 +405,7 @@ def zero_worker(rank, world_size, params0, X, y, schedule, lr):
     out = {}
     model = torch_mlp(params0)
     ddp = DistributedDataParallel(model)
-    with warnings.catch_warnings():      # torch <= 2.5 warns that TorchScript functional optimizers are deprecated
-        warnings.simplefilter("ignore", DeprecationWarning)
-        opt = ZeroRedundancyOptimizer(ddp.parameters(), optimizer_class=torch.optim.Adam, lr=lr)
+    opt = ZeroRedundancyOptimizer(ddp.parameters(), optimizer_class=torch.optim.Adam, lr=lr)
     history = []
     for rows in mine:
         opt.zero_grad()
@@ -430,7 +431,7 @@ def zero_worker(rank, world_size, params0, X, y, schedule, lr):
                        "exp_avg": sum(opt.state[q]["exp_avg"].to_local().numel() for q in model.parameters()),
                        "local": sum(q.to_local().numel() for q in model.parameters())}
     except Exception as exc:                         # torch 2.5: "FSDP requires CUDA for streams"
-        out["fsdp"] = {"error": f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:120]}"}
+        out["fsdp"] = {"error": f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:96]}"}
     return out
 
 
