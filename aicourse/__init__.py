@@ -14,7 +14,7 @@ from .checks import (FD_STEP, FD_TOLERANCE, TOLERANCE, check, check_bound, cmp, 
                      numerical_grad, rel_error, say, settings, summary, tensor, to_numpy)
 from .data import batches, load_digits
 from .exercises import assert_solved, grade
-from .logs import read_images, read_scalars, writer
+from .logs import log_run, read_images, read_scalars, writer
 from .device import (ParameterError, allow_nondeterministic, check_param, device_name, env_summary, resolve_device,
                      seed_everything, set_numerics, setup)
 

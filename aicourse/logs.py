@@ -43,3 +43,34 @@ def read_images(path) -> dict[str, list[tuple[int, int, int]]]:
     events = EventAccumulator(str(path), size_guidance={"images": 0})  # 0: keep every image
     events.Reload()
     return {tag: [(e.step, e.height, e.width) for e in events.Images(tag)] for tag in events.Tags()["images"]}
+
+
+def log_run(log_dir: str, scalars: dict, images: dict | None = None, header: str = "step") -> None:
+    """Write a finished run to TensorBoard in ``log_dir`` and print what was written; nothing when log_dir is "".
+
+    ``scalars``: {tag: [(step, value), ...]}; tags with the same steps are printed as one table whose first line
+    is ``header`` followed by the tags (float32, as TensorBoard stores them: tests/test_tensorboard.py reads
+    the files back and compares them with this table). ``images``: {tag: (step, array)}, the array N×H×W or
+    N×C×H×W with values in [0, 1], written as one grid per tag.
+    """
+    tb = writer(log_dir)
+    if tb is None:
+        return
+    import numpy as np
+
+    for tag, points in scalars.items():
+        for step, value in points:
+            tb.add_scalar(tag, float(value), int(step))
+    for tag, (step, array) in (images or {}).items():
+        array = np.asarray(array, dtype=np.float32)
+        tb.add_images(tag, array[:, None] if array.ndim == 3 else array, int(step))
+    tb.close()
+    print(f"logged to TensorBoard in {log_dir}: {len(scalars)} curves"
+          + (f", images {', '.join(images)}" if images else ""))
+    groups: dict[tuple, list[str]] = {}
+    for tag, points in scalars.items():
+        groups.setdefault(tuple(int(s) for s, _ in points), []).append(tag)
+    for steps, tags in groups.items():
+        print(f"{header}  " + "  ".join(tags))
+        for i, step in enumerate(steps):
+            print(f"{step:>{len(header)}}  " + "  ".join(str(np.float32(scalars[t][i][1])) for t in tags))

@@ -4,7 +4,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from aicourse import ParameterError, read_images, read_scalars, writer
+from aicourse import ParameterError, log_run, read_images, read_scalars, writer
 from aicourse.notebooks import find_notebook
 from aicourse.runner import run
 
@@ -57,6 +57,24 @@ def test_read_images_keeps_every_image_with_its_step_and_size(tmp_path):
     tb.add_image("grid", np.ones((3, 10, 12)), 3)
     tb.close()
     assert read_images(tmp_path / "run") == {"samples": [(0, 8, 8 * 4), (7, 8, 8 * 4)], "grid": [(3, 10, 12)]}
+
+
+def test_log_run_writes_what_it_prints(tmp_path, capsys):
+    """A finished run's curves and sample images: the printed tables equal the event files, tag by tag."""
+    log_run("", {"loss": [(0, 1.0)]})                      # no folder: nothing written, nothing printed
+    assert capsys.readouterr().out == "" and not list(tmp_path.iterdir())
+    scalars = {"loss/train": [(0, 2.5), (10, 1 / 3)], "loss/test": [(0, 2.75), (10, 0.4)], "lr": [(5, 1e-3)]}
+    log_run(str(tmp_path / "run"), scalars, images={"samples": (10, np.random.default_rng(0).random((6, 8, 8)))},
+            header="step")
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == f"logged to TensorBoard in {tmp_path / 'run'}: 3 curves, images samples"
+    path = tmp_path / "out.ipynb"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(outputs=[
+        nbformat.v4.new_output("stream", name="stdout", text=out)])])
+    nbformat.write(nb, path)
+    printed = {**printed_table(path, "step  loss/train"), **printed_table(path, "step  lr")}
+    assert same_scalars(read_scalars(tmp_path / "run"), printed) and same_scalars(printed, scalars)
+    assert read_images(tmp_path / "run") == {"samples": [(10, 8, 6 * 8)]}       # the 6 images side by side
 
 
 def test_writer_rejects_an_unusable_folder(tmp_path):
