@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from .checks import tensor
 from .device import device_name, env_summary, resolve_device
 from .lessons import (attention, backpropagation, convolution, encoder_decoder, flash_attention, init_and_norm, llama,
-                      losses, lstm_gru, mlp_training, rnn, tokenization, transformer)
+                      losses, lstm_gru, mlp_training, rnn, tokenization, transformer, vae)
 from .timing import Timing, _fmt, time_it
 
 
@@ -476,6 +476,47 @@ def _(rng, small):
     cache = flash_attention.flash_attention_forward(q, k, v, block_q=B, block_k=B)[2]
     return Case(size, lambda: flash_attention.flash_attention_backward(dout, cache),
                 _backward(_flash_sdpa, (q, k, v), dout), 2.5 * flops)   # 5 products: the scores recomputed
+
+
+# ---- the VAE's loss (32) -----------------------------------------------------------------------------
+def _vae(rng, small):
+    N, D, H, L = (4, 6, 5, 2) if small else (256, 784, 400, 20)     # large: Kingma and Welling's MNIST sizes
+    shapes = [(H, D), (H,), (2 * L, H), (2 * L,), (H, L), (H,), (D, H), (D,)]
+    params = {name: 0.1 * _randn(rng, *shape) for name, shape in zip(vae.VAE_PARAMS, shapes)}
+    size = f"x ({N},{D}) hidden {H} latent {L}"
+    return size, rng.random((N, D)), _randn(rng, N, L), params, 2 * N * (D * H + H * 2 * L + L * H + H * D)
+
+
+def _torch_vae_loss(x, eps, W1, b1, W2, b2, W3, b3, W4, b4):
+    """The negative ELBO as the notebook's torch twin computes it: Normal, kl_divergence, BCE with logits."""
+    from torch.distributions import Normal, kl_divergence
+    mu, logvar = F.linear(torch.tanh(F.linear(x, W1, b1)), W2, b2).chunk(2, dim=-1)
+    q = Normal(mu, torch.exp(0.5 * logvar))
+    z = q.loc + q.scale * eps
+    u = F.linear(torch.tanh(F.linear(z, W3, b3)), W4, b4)
+    recon = F.binary_cross_entropy_with_logits(u, x, reduction="none").sum(-1)
+    kl = kl_divergence(q, Normal(torch.zeros_like(mu), torch.ones_like(mu))).sum(-1)
+    return (recon + kl).mean()
+
+
+@op("vae-loss-fwd")
+def _(rng, small):
+    size, x, eps, params, flops = _vae(rng, small)
+    return Case(size, lambda: np.asarray(vae.vae_forward(x, eps, params)[0]),
+                _forward(_torch_vae_loss, x, eps, *params.values()), flops)
+
+
+@op("vae-loss-bwd")
+def _(rng, small):
+    size, x, eps, params, flops = _vae(rng, small)
+    cache = vae.vae_forward(x, eps, params)[2]
+
+    def make(dev, dt):
+        xs = [tensor(a, dev, dt) for a in (x, eps)]
+        ws = [tensor(a, dev, dt, grad=True) for a in params.values()]
+        loss = _torch_vae_loss(*xs, *ws)
+        return lambda: torch.autograd.grad(loss, ws, retain_graph=True)
+    return Case(size, lambda: tuple(vae.vae_backward(cache).values()), make, 2 * flops)
 
 
 # ---- the loop -----------------------------------------------------------------------------------------
