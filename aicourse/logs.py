@@ -45,13 +45,15 @@ def read_images(path) -> dict[str, list[tuple[int, int, int]]]:
     return {tag: [(e.step, e.height, e.width) for e in events.Images(tag)] for tag in events.Tags()["images"]}
 
 
-def log_run(log_dir: str, scalars: dict, images: dict | None = None, header: str = "step") -> None:
+def log_run(log_dir: str, scalars: dict, images: dict | None = None, header: str = "step",
+            figures: dict | None = None) -> None:
     """Write a finished run to TensorBoard in ``log_dir`` and print what was written; nothing when log_dir is "".
 
     ``scalars``: {tag: [(step, value), ...]}; tags with the same steps are printed as one table whose first line
     is ``header`` followed by the tags (float32, as TensorBoard stores them: tests/test_tensorboard.py reads
     the files back and compares them with this table). ``images``: {tag: (step, array)}, the array N×H×W or
-    N×C×H×W with values in [0, 1], written as one grid per tag.
+    N×C×H×W with values in [0, 1], written as one grid per tag. ``figures``: {tag: (step, matplotlib figure)},
+    written as images (the figure stays open, for the notebook to show).
     """
     tb = writer(log_dir)
     if tb is None:
@@ -64,9 +66,12 @@ def log_run(log_dir: str, scalars: dict, images: dict | None = None, header: str
     for tag, (step, array) in (images or {}).items():
         array = np.asarray(array, dtype=np.float32)
         tb.add_images(tag, array[:, None] if array.ndim == 3 else array, int(step))
+    for tag, (step, figure) in (figures or {}).items():
+        tb.add_figure(tag, figure, int(step), close=False)
     tb.close()
+    pictures = [*(images or {}), *(figures or {})]
     print(f"logged to TensorBoard in {log_dir}: {len(scalars)} curves"
-          + (f", images {', '.join(images)}" if images else ""))
+          + (f", images {', '.join(pictures)}" if pictures else ""))
     groups: dict[tuple, list[str]] = {}
     for tag, points in scalars.items():
         groups.setdefault(tuple(int(s) for s, _ in points), []).append(tag)

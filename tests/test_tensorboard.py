@@ -64,17 +64,23 @@ def test_log_run_writes_what_it_prints(tmp_path, capsys):
     log_run("", {"loss": [(0, 1.0)]})                      # no folder: nothing written, nothing printed
     assert capsys.readouterr().out == "" and not list(tmp_path.iterdir())
     scalars = {"loss/train": [(0, 2.5), (10, 1 / 3)], "loss/test": [(0, 2.75), (10, 0.4)], "lr": [(5, 1e-3)]}
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig = plt.figure(figsize=(2, 1.5), dpi=50)
     log_run(str(tmp_path / "run"), scalars, images={"samples": (10, np.random.default_rng(0).random((6, 8, 8)))},
-            header="step")
+            header="step", figures={"scatter": (4, fig)})
+    assert plt.fignum_exists(fig.number)                    # still open: the notebook shows it next
+    plt.close(fig)
     out = capsys.readouterr().out
-    assert out.splitlines()[0] == f"logged to TensorBoard in {tmp_path / 'run'}: 3 curves, images samples"
+    assert out.splitlines()[0] == f"logged to TensorBoard in {tmp_path / 'run'}: 3 curves, images samples, scatter"
     path = tmp_path / "out.ipynb"
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(outputs=[
         nbformat.v4.new_output("stream", name="stdout", text=out)])])
     nbformat.write(nb, path)
     printed = {**printed_table(path, "step  loss/train"), **printed_table(path, "step  lr")}
     assert same_scalars(read_scalars(tmp_path / "run"), printed) and same_scalars(printed, scalars)
-    assert read_images(tmp_path / "run") == {"samples": [(10, 8, 6 * 8)]}       # the 6 images side by side
+    assert read_images(tmp_path / "run") == {"samples": [(10, 8, 6 * 8)], "scatter": [(4, 75, 100)]}
 
 
 def test_writer_rejects_an_unusable_folder(tmp_path):
