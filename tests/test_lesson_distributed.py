@@ -123,6 +123,7 @@ def test_zero_adam_equals_one_process_adam_and_the_mistakes_do_not():
                     assert a.shape == b.shape and rel(a, b) <= TOL
             assert out["state"] == list(2 * np.diff(shard_bounds(n, p)))
             assert out["grad"] == ([n] * p if stage == 1 else list(np.diff(shard_bounds(n, p))))
+            assert out["sent"].sum() == (3 if stage == 1 else 2) * (p - 1) * n   # ZeRO-1 adds an all-gather
     wrong = zero_adam(params0, X, y, schedule[:1], 3, 2, lr=0.05, mistake="averaged gather")
     assert rel(flatten(wrong["params"][0]), flatten(ref[0]) / 3) <= TOL
     twice = zero_adam(params0, X, y, schedule, 2, 2, lr=0.05, mistake="divided twice")
@@ -196,7 +197,9 @@ def test_all_reduce_and_ddp_equal_sum_and_one_process():
         if "error" in zero["fsdp"]:
             assert zero["fsdp"]["error"] and "\n" not in zero["fsdp"]["error"]
         else:
-            assert zero["fsdp"]["exp_avg"] == zero["fsdp"]["local"] < n
+            assert zero["fsdp"]["exp_avg"] == zero["fsdp"]["local"] == zero["fsdp"]["grad"] < n
+            assert zero["fsdp"]["state"] == 2 * zero["fsdp"]["local"]
+        assert zero["zero"]["state"] == 2 * zero["zero"]["exp_avg"]
         for run in runs_done:                                  # = one process's Adam, every parameter and step
             for ps, qs in zip(zero[run]["params"], adam):
                 for a, b in zip(ps, qs):

@@ -317,7 +317,8 @@ def zero_adam(params0, X, y, schedule, p, stage, lr=1e-3, betas=(0.9, 0.999), ep
     ``mistake``: None, "averaged gather" (the all-gather done as the average of the zero-padded parts) or
     "divided twice" (the summed gradient divided by p twice). Returns {"params": worker 0's [W1, b1, ...] after
     every step, "replica_gap": max |worker r - worker 0| over every step, "state": elements of m and v each
-    worker holds, "grad": gradient elements each worker keeps after the collective}.
+    worker holds, "grad": gradient elements each worker keeps after the collective, "sent": elements each worker
+    sent in the collectives of one step}.
     """
     if stage not in (1, 2):
         raise ValueError(f"zero_adam simulates stages 1 and 2, not {stage!r}")
@@ -331,25 +332,26 @@ def zero_adam(params0, X, y, schedule, p, stage, lr=1e-3, betas=(0.9, 0.999), ep
         grads = [flatten(local_gradients(X[part], y[part], unflatten(theta[r], params0))[0])
                  for r, part in enumerate(shards(idx, p))]
         if stage == 1:
-            summed, _ = ring_all_reduce(grads)                     # everyone gets the whole sum...
+            summed, sent = ring_all_reduce(grads)                  # everyone gets the whole sum...
             mine = [summed[r][b[r]:b[r + 1]] for r in range(p)]    # ...and uses only its part
             kept = [s.size for s in summed]
         else:
-            mine, _ = reduce_scatter(grads)                        # everyone gets only its part of the sum
+            mine, sent = reduce_scatter(grads)                     # everyone gets only its part of the sum
             kept = [m.size for m in mine]
         for r in range(p):
             g = mine[r] / p
             opts[r].step([g / p if mistake == "divided twice" else g])
         if mistake == "averaged gather":
             padded = [np.concatenate([np.zeros(b[r]), own[r], np.zeros(flat0.size - b[r + 1])]) for r in range(p)]
-            summed, _ = ring_all_reduce(padded)
+            summed, sent_gather = ring_all_reduce(padded)
             theta = [s / p for s in summed]
         else:
-            theta, _ = all_gather(own)
+            theta, sent_gather = all_gather(own)
+        sent = sent + sent_gather
         gap = max([gap] + [np.abs(t - theta[0]).max() for t in theta])
         history.append(unflatten(theta[0].copy(), params0))
     state = [sum(v.size for k, v in o.state[0].items() if k != "step") for o in opts]
-    return {"params": history, "replica_gap": gap, "state": state, "grad": kept}
+    return {"params": history, "replica_gap": gap, "state": state, "grad": kept, "sent": sent}
 
 
 import warnings
@@ -391,8 +393,9 @@ def zero_worker(rank, world_size, params0, X, y, schedule, lr):
     the parameters assigned to it, steps them, and broadcasts them. "fsdp": FSDP2's fully_shard on a CPU device
     mesh: every parameter cut along its first dimension, all-gathered for the forward and backward passes, the
     gradients reduce-scattered. Returns {"zero": {"params": the parameters after every step, "exp_avg": elements
-    of exp_avg this rank holds, "owns": names of its parameters}, "fsdp": {"params", "exp_avg", "local":
-    parameter elements this rank stores} or {"error": why fully_shard did not run, one line}}.
+    of exp_avg this rank holds, "state": of exp_avg and exp_avg_sq, "owns": names of its parameters}, "fsdp":
+    {"params", "exp_avg", "state", "local": parameter elements this rank stores, "grad": gradient elements}
+    or {"error": why fully_shard did not run, one line}}.
     """
     # torch <= 2.5 warns, on import and under its own "always" filter, that TorchScript functional optimizers
     # are deprecated (ZeroRedundancyOptimizer uses none): record that warning and drop it
@@ -412,9 +415,10 @@ def zero_worker(rank, world_size, params0, X, y, schedule, lr):
         F.cross_entropy(ddp(Xt[rows]), yt[rows]).backward()
         opt.step()                                   # own parameters' Adam step, then broadcast from their owners
         history.append(snapshot(model))
-    owned = [(name, opt.optim.state[p]["exp_avg"].numel()) for name, p in zip(names, model.parameters())
-             if p in opt.optim.state]
-    out["zero"] = {"params": history, "exp_avg": sum(k for _, k in owned), "owns": [name for name, _ in owned]}
+    owned = [(name, opt.optim.state[p]) for name, p in zip(names, model.parameters()) if p in opt.optim.state]
+    out["zero"] = {"params": history, "exp_avg": sum(s["exp_avg"].numel() for _, s in owned),
+                   "state": sum(s["exp_avg"].numel() + s["exp_avg_sq"].numel() for _, s in owned),
+                   "owns": [name for name, _ in owned]}
     try:
         from torch.distributed.device_mesh import init_device_mesh
 
@@ -427,9 +431,11 @@ def zero_worker(rank, world_size, params0, X, y, schedule, lr):
             F.cross_entropy(model(Xt[rows]), yt[rows]).backward()
             opt.step()
             history.append([q.full_tensor().detach().numpy().copy() for q in model.parameters()])   # all-gather
-        out["fsdp"] = {"params": history,
-                       "exp_avg": sum(opt.state[q]["exp_avg"].to_local().numel() for q in model.parameters()),
-                       "local": sum(q.to_local().numel() for q in model.parameters())}
+        state = [opt.state[q] for q in model.parameters()]
+        out["fsdp"] = {"params": history, "exp_avg": sum(s["exp_avg"].to_local().numel() for s in state),
+                       "state": sum(s[k].to_local().numel() for s in state for k in ("exp_avg", "exp_avg_sq")),
+                       "local": sum(q.to_local().numel() for q in model.parameters()),
+                       "grad": sum(q.grad.to_local().numel() for q in model.parameters())}
     except Exception as exc:                         # torch 2.5: "FSDP requires CUDA for streams"
         out["fsdp"] = {"error": f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:96]}"}
     return out
