@@ -70,8 +70,8 @@ def log_run(log_dir: str, scalars: dict, images: dict | None = None, header: str
         tb.add_figure(tag, figure, int(step), close=False)
     tb.close()
     pictures = [*(images or {}), *(figures or {})]
-    print(f"logged to TensorBoard in {log_dir}: {len(scalars)} curves"
-          + (f", images {', '.join(pictures)}" if pictures else ""))
+    parts = ([f"{len(scalars)} curves"] if scalars else []) + ([f"images {', '.join(pictures)}"] if pictures else [])
+    print(f"logged to TensorBoard in {log_dir}: " + ", ".join(parts or ["nothing"]))
     groups: dict[tuple, list[str]] = {}
     for tag, points in scalars.items():
         groups.setdefault(tuple(int(s) for s, _ in points), []).append(tag)
