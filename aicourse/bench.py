@@ -20,8 +20,8 @@ from tqdm.auto import tqdm
 
 from .checks import tensor
 from .device import device_name, env_summary, resolve_device
-from .lessons import (attention, backpropagation, convolution, encoder_decoder, flash_attention, init_and_norm, llama,
-                      losses, lstm_gru, mlp_training, rnn, tokenization, transformer, vae)
+from .lessons import (attention, backpropagation, convolution, diffusion, encoder_decoder, flash_attention,
+                      init_and_norm, llama, losses, lstm_gru, mlp_training, rnn, tokenization, transformer, vae)
 from .timing import Timing, _fmt, time_it
 
 
@@ -517,6 +517,31 @@ def _(rng, small):
         loss = _torch_vae_loss(*xs, *ws)
         return lambda: torch.autograd.grad(loss, ws, retain_graph=True)
     return Case(size, lambda: tuple(vae.vae_backward(cache).values()), make, 2 * flops)
+
+
+# ---- a diffusion sampler's step (34) ------------------------------------------------------------------
+@op("ddim-step")
+def _(rng, small):
+    """DDIM's step at eta = 1 (= DDPM's ancestral step, 34) with its noise given: the same on every device."""
+    from diffusers import DDIMScheduler
+
+    shape, S = ((2, 3) if small else (16, 3, 64, 64)), 50
+    x, out, noise = _randn(rng, *shape), _randn(rng, *shape), _randn(rng, *shape)
+    config = dict(num_train_timesteps=1000, beta_schedule="linear", clip_sample=False, thresholding=False,
+                  prediction_type="epsilon", timestep_spacing="trailing", set_alpha_to_one=False)
+    betas = DDIMScheduler(**config).betas.double().numpy()      # diffusers' float32 betas, in float64
+    abar = diffusion.alpha_bar(betas)
+    t, t_prev = diffusion.ddim_timesteps(1000, S)[1:3]
+
+    def make(dev, dt):
+        sched = DDIMScheduler(**config)
+        sched.alphas_cumprod = torch.as_tensor(abar)              # the same cumulative product as ours
+        sched.set_timesteps(S)
+        o, xs, z = (tensor(a, dev, dt) for a in (out, x, noise))
+        return _no_grad(lambda: sched.step(o, int(t), xs, eta=1.0, variance_noise=z).prev_sample)
+
+    return Case(f"x {shape}, t {t} -> {t_prev} of {S} steps",
+                lambda: diffusion.ddim_step(out, x, abar[t], abar[t_prev], eta=1.0, noise=noise)[0], make)
 
 
 # ---- the loop -----------------------------------------------------------------------------------------
