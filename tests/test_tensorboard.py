@@ -101,15 +101,3 @@ def test_07_logs_the_curves_it_prints(tmp_path, monkeypatch):
     assert all([s for s, _ in pts] == [0, 1] for pts in printed.values())   # epoch 0 (initial weights) and 1
     assert same_scalars(read_scalars(log_dir), printed)
 
-
-def test_32_logs_the_curves_it_prints_and_its_samples(tmp_path):
-    """The generative track's log_dir (aicourse.log_run), end to end on 32 at 150 steps (its checks still hold)."""
-    result = run([str(find_notebook("32"))], {"log_dir": str(tmp_path / "runs"), "steps": "150"},
-                 tmp_path / "out", progress=False)[0]
-    assert result.status == "ok", result.output
-    printed = printed_table(result.output, "step  recon/train")
-    assert set(printed) == {"recon/train", "kl/train", "recon/test", "kl/test"}
-    assert [s for s, _ in printed["kl/test"]][-1] == 150
-    assert same_scalars(read_scalars(tmp_path / "runs"), printed)
-    assert {tag: [s for s, _, _ in shots] for tag, shots in read_images(tmp_path / "runs").items()} == \
-        {"prior samples": [150], "latent grid": [150]}
