@@ -1,4 +1,5 @@
-"""TensorBoard logs of the training loops: :func:`writer` opens them, :func:`read_scalars` reads them back."""
+"""TensorBoard logs of the training loops: :func:`writer` opens them, :func:`log_run` writes a finished run,
+:func:`read_scalars` and :func:`read_images` read them back."""
 
 from __future__ import annotations
 
@@ -27,21 +28,24 @@ def writer(log_dir: str):
     return SummaryWriter(str(folder))
 
 
-def read_scalars(path) -> dict[str, list[tuple[int, float]]]:
-    """Every scalar of the event files in folder ``path`` (or of one event file): {tag: [(step, value), ...]}."""
+def _events(path, kind: str):
+    """TensorBoard's reader of the event files in ``path``, keeping every event of ``kind`` (not a sample)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(path), size_guidance={"scalars": 0})  # 0: keep every scalar, not a sample
+    events = EventAccumulator(str(path), size_guidance={kind: 0})  # 0: keep every one
     events.Reload()
+    return events
+
+
+def read_scalars(path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar of the event files in folder ``path`` (or of one event file): {tag: [(step, value), ...]}."""
+    events = _events(path, "scalars")
     return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
 
 def read_images(path) -> dict[str, list[tuple[int, int, int]]]:
     """Every image of the event files in folder ``path``: {tag: [(step, height, width), ...]}."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(path), size_guidance={"images": 0})  # 0: keep every image
-    events.Reload()
+    events = _events(path, "images")
     return {tag: [(e.step, e.height, e.width) for e in events.Images(tag)] for tag in events.Tags()["images"]}
 
 
