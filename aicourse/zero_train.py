@@ -64,6 +64,9 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and the initial weights")
     parser.add_argument("--out", default="zero_train.npz", help="where rank 0 writes the final parameters")
     args = parser.parse_args(argv)
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        raise SystemExit("aicourse.zero_train runs under torchrun, which sets RANK and WORLD_SIZE: "
+                         "torchrun --nproc-per-node 2 -m aicourse.zero_train")
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     if args.batch % world_size:
         raise SystemExit(f"--batch {args.batch} must be a multiple of the {world_size} processes")

@@ -246,3 +246,11 @@ def test_a_stuck_rank_is_killed_after_the_timeout():
         launch(_hang, 2, timeout_s=3)
     assert time.monotonic() - start < 3 + 20
     assert not multiprocessing.active_children()
+
+
+def test_zero_train_outside_torchrun_is_one_sentence(monkeypatch):
+    from aicourse.zero_train import main
+
+    monkeypatch.delenv("RANK", raising=False)
+    with pytest.raises(SystemExit, match="runs under torchrun, which sets RANK and WORLD_SIZE"):
+        main([])
