@@ -14,18 +14,7 @@ from aicourse.lessons.gan import (conv_transpose2d, critic_backward, critic_forw
                                   g_loss_minimax, g_loss_nonsat, gan_value, gradient_penalty, js_divergence,
                                   mode_coverage, optimal_discriminator, ring_centres, softplus, wgan_critic_loss)
 
-TOL = 1e-10
-
-
-def t(x, grad=False):
-    return torch.tensor(np.asarray(x), dtype=torch.float64, requires_grad=grad)
-
-
-def rel(ours, ref):
-    a = np.asarray(ours, dtype=np.float64)
-    b = ref.detach().numpy() if isinstance(ref, torch.Tensor) else np.asarray(ref, dtype=np.float64)
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return np.max(np.abs(a - b)) / max(1e-8, np.abs(a).max() + np.abs(b).max())
+from lesson_tools import TOL, rel, t
 
 
 def test_value_at_optimal_discriminator_is_minus_log4_plus_2jsd():

@@ -10,18 +10,7 @@ from aicourse.lessons.gpt import (BLOCK_PARAMS, TorchBlock, TorchGPT, block_para
                                   gpt_backward, gpt_block_backward, gpt_block_forward, gpt_forward, lm_loss,
                                   next_token_probs, sample)
 
-TOL = 1e-10
-
-
-def t(x, grad=False):
-    return torch.tensor(np.asarray(x), dtype=torch.float64, requires_grad=grad)
-
-
-def rel(ours, ref):
-    a = np.asarray(ours, dtype=np.float64)
-    b = ref.detach().numpy() if isinstance(ref, torch.Tensor) else np.asarray(ref, dtype=np.float64)
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return np.max(np.abs(a - b)) / max(1e-8, np.abs(a).max() + np.abs(b).max())
+from lesson_tools import TOL, rel, t
 
 
 def close(ours, ref, tol=TOL):

@@ -15,18 +15,7 @@ from aicourse.lessons.lora import (GPT_TARGETS, kaiming_uniform_bound, lora_delt
                                    lora_trainable_count)
 
 peft = pytest.importorskip("peft")
-TOL = 1e-10
-
-
-def t(x, grad=False):
-    return torch.tensor(np.asarray(x), dtype=torch.float64, requires_grad=grad)
-
-
-def rel(ours, ref):
-    a = np.asarray(ours, dtype=np.float64)
-    b = ref.detach().numpy() if isinstance(ref, torch.Tensor) else np.asarray(ref, dtype=np.float64)
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return np.max(np.abs(a - b)) / max(1e-8, np.abs(a).max() + np.abs(b).max())
+from lesson_tools import TOL, rel, t
 
 
 class OneLinear(nn.Module):

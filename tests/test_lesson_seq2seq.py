@@ -16,19 +16,8 @@ from aicourse.lessons.seq2seq import (beam_search, bigru_backward, bigru_forward
                                       seq2seq_backward, seq2seq_forward, seq2seq_loss, sequence_log_prob,
                                       shift_right)
 
-TOL = 1e-10
+from lesson_tools import TOL, rel, t
 GATES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-
-
-def t(x, grad=False):
-    return torch.tensor(np.asarray(x), dtype=torch.float64, requires_grad=grad)
-
-
-def rel(ours, ref):
-    a = np.asarray(ours, dtype=np.float64)
-    b = ref.detach().numpy() if isinstance(ref, torch.Tensor) else np.asarray(ref, dtype=np.float64)
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return np.max(np.abs(a - b)) / max(1e-8, np.abs(a).max() + np.abs(b).max())
 
 
 def close(ours, ref, tol=TOL):
