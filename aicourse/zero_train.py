@@ -62,12 +62,15 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=32, help="global batch, split evenly over the ranks")
     parser.add_argument("--lr", type=float, default=0.01, help="Adam learning rate")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and the initial weights")
-    parser.add_argument("--out", default="zero_train.npz", help="where rank 0 writes the final parameters")
+    parser.add_argument("--out", default="zero_train.npz",
+                        help="a new file where rank 0 writes the final parameters")
     args = parser.parse_args(argv)
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         raise SystemExit("aicourse.zero_train runs under torchrun, which sets RANK and WORLD_SIZE: "
                          "torchrun --nproc-per-node 2 -m aicourse.zero_train")
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    if rank == 0 and os.path.exists(args.out):       # never overwrite a file someone kept: choose another --out
+        raise SystemExit(f"{args.out} exists and is not overwritten: give --out a new file")
     if args.batch % world_size:
         raise SystemExit(f"--batch {args.batch} must be a multiple of the {world_size} processes")
     torch.set_num_threads(1)

@@ -254,3 +254,15 @@ def test_zero_train_outside_torchrun_is_one_sentence(monkeypatch):
     monkeypatch.delenv("RANK", raising=False)
     with pytest.raises(SystemExit, match="runs under torchrun, which sets RANK and WORLD_SIZE"):
         main([])
+
+
+def test_zero_train_does_not_overwrite_a_file(monkeypatch, tmp_path):
+    from aicourse.zero_train import main
+
+    kept = tmp_path / "mine.npz"
+    kept.write_bytes(b"a learner's file")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    with pytest.raises(SystemExit, match="exists and is not overwritten"):
+        main(["--out", str(kept)])
+    assert kept.read_bytes() == b"a learner's file"
