@@ -1,17 +1,22 @@
-"""The book (`aicourse book`): every notebook's page, read by headless Chromium, offline.
+"""The book (`aicourse book`): every notebook's page, whole and offline; a sample read by headless Chromium.
 
 The course notebooks run once per CI run (under nbval), so the book of *every* notebook is built here from
-the notebooks as committed (``execute=False``): every word and formula, no outputs. One Chromium loads
-each page in turn (tests/test_book.py's driver page, every host name unresolvable) and keeps its DOM after
-MathJax has run. Each page must have: no MathJax error, every formula typeset, no TeX left in the rendered
-text (``$$``, ``\\frac``, ``^{``, ``\\top``, a ``\\(`` or any other backslash command), no image, asset or
-relative link that does not resolve inside the site, nothing loaded from outside it, no hidden-test or
-solution marker, a code column wide enough for a 100-character line at a 1280-pixel window, and, on a
-lesson, its Colab badge (a local image) beside two labelled downloads: the student version and the
-solutions. Search finds a lesson and its snippets show typeset formulas. A small generated notebook,
-executed, shows a figure, a solution behind a toggle and a 100-character printed line. Screenshots go to
-the test's tmp folder and to ``executed/book-screenshots/``. Without Chromium, the book extra or npm's
-MathJax (``npm ci --prefix docs/book``) the test is skipped locally and fails in CI.
+the notebooks as committed (``execute=False``): every word and formula, no outputs. Every page (home, every
+lesson, the reference pages) is read as built: every formula the page hands MathJax (the ``\\(...\\)`` and
+``\\[...\\]`` of its math spans, the only elements the book's MathJax typesets) is compiled by MathJax 3 under
+Node (tests/test_formulas.py's renderer: a TeX error or an undefined macro fails), no TeX is left in the
+text around them (``$$``, ``\\frac``, ``^{``, ``\\top``, a ``\\(`` or any other backslash command), no image,
+asset or relative link fails to resolve inside the site, nothing is loaded from outside it, no hidden-test or
+solution marker shows, and a lesson has its Colab badge (a local image) beside two labelled downloads: the
+student version and the solutions. One Chromium then loads a sample — the home page, the lesson with the
+most formulas, 16 (an exercise's screenshot) and a reference page — and keeps each DOM after MathJax ran:
+no MathJax error, every formula typeset, no TeX left, a code column wide enough for a 100-character line at a
+1280-pixel window (the pages share one style sheet and one MathJax configuration, so the sample stands for
+the rest; the static pass above covers every page). Search finds a lesson and its snippets show typeset
+formulas. A small generated notebook, executed, shows a figure, a solution behind a toggle and a
+100-character printed line. Screenshots go to the test's tmp folder and to ``executed/book-screenshots/``.
+Without Chromium, Node, the book extra or npm's MathJax (``npm ci --prefix docs/book``) the test is skipped
+locally and fails in CI.
 """
 
 import html
@@ -27,6 +32,7 @@ from urllib.parse import unquote, urlsplit
 import nbformat
 import pytest
 from npm import ensure_node_modules
+from test_formulas import render_failures
 
 from aicourse import book, config
 from aicourse.cli import main
@@ -39,6 +45,8 @@ SCREENSHOTS = config.ROOT / "executed" / "book-screenshots"
 WIDTH = 1280  # pixels: a laptop's window, in which a 100-character line must fit the code column
 #: What MathJax leaves of no formula it typeset: TeX in the page's rendered text is a formula that did not render.
 LEFTOVER_TEX = re.compile(r"\$\$|\\frac|\^\{|\\top\b|\\[(\[]|\\[a-zA-Z]{2,}|(?<![\w$])\$(?=[^\s$\d])")
+#: What the book hands MathJax: its configuration processes these elements and nothing else.
+MATH_SPAN = re.compile(r'<(span|div) class="math notranslate nohighlight"[^>]*>(.*?)</\1>', re.S)
 MARKERS = (HIDDEN_BEGIN, "### END HIDDEN TESTS", CODE_BEGIN, "### END SOLUTION", "BEGIN SOLUTION")
 
 
@@ -90,6 +98,29 @@ def rendered_text(dom: str) -> str:
     """The text a reader sees outside code and typeset formulas."""
     dom = re.sub(r"(?is)<(script|style|pre|code|mjx-container|textarea|kbd)\b.*?</\1>", " ", dom)
     return html.unescape(re.sub(r"(?s)<[^>]+>", " ", dom))
+
+
+def page_formulas(static: str) -> list[tuple[str, bool | None]]:
+    """(TeX, display?) of every formula a built page hands MathJax; display is None for an undelimited one."""
+    found = []
+    for m in MATH_SPAN.finditer(static):
+        body = html.unescape(m.group(2)).strip()
+        delimited = {"\\(": ("\\)", False), "\\[": ("\\]", True)}.get(body[:2])
+        if delimited and body.endswith(delimited[0]):
+            found.append((body[2:-2], delimited[1]))
+        else:
+            found.append((body, None))
+    return found
+
+
+def static_problems(site: Path, page: Path) -> list[str]:
+    """What is wrong with one page as built, before any script runs; its formulas are compiled separately."""
+    static = page.read_text()
+    problems = page_problems(site, page, MATH_SPAN.sub(" ", static))
+    undelimited = [tex for tex, display in page_formulas(static) if display is None]
+    if undelimited:
+        problems.append(f"a math span MathJax would not read: {undelimited[0][:60]!r}")
+    return problems
 
 
 def page_problems(site: Path, page: Path, dom: str) -> list[str]:
@@ -218,12 +249,18 @@ def site(tmp_path_factory):
     return index.parent, tmp
 
 
+def sample(root: Path) -> list[Path]:
+    """The pages Chromium reads: home, the lesson with the most formulas, 16 and the first reference page."""
+    most = max(LESSONS, key=lambda n: len(MATH_SPAN.findall((root / f"{n}.html").read_text())))
+    names = ["index", most, *(["16_attention"] if "16_attention" in LESSONS else []), *REFERENCE[:1]]
+    return [root / f"{n}.html" for n in dict.fromkeys(names)]
+
+
 @pytest.fixture(scope="module")
 def browsed(site):
-    """Every page (home, every lesson, the reference pages, a search) as Chromium left it, and screenshots."""
+    """The sampled pages and a search as Chromium left them, and screenshots."""
     root, tmp = site
-    pages = [root / "index.html"] + [root / f"{n}.html" for n in LESSONS + REFERENCE]
-    doms = browse(root, pages, tmp / "profile-pages")
+    doms = browse(root, sample(root), tmp / "profile-pages")
     search = chromium(["--allow-file-access-from-files", "--virtual-time-budget=30000", "--dump-dom"],
                       (root / "search.html").as_uri() + "?q=softmax", tmp / "profile-search")
     shots = tmp / "screenshots"
@@ -238,10 +275,22 @@ def browsed(site):
     return doms, search, shots
 
 
-def test_every_page_renders_its_math_offline_without_errors(site, browsed):
+def test_every_page_is_whole_offline_and_its_formulas_compile(site):
+    root, _ = site
+    pages = [root / "index.html"] + [root / f"{n}.html" for n in LESSONS + REFERENCE]
+    assert len(LESSONS) >= 26 and all(page.is_file() for page in pages)
+    problems = [f"{page.name}: {p}" for page in pages for p in static_problems(root, page)]
+    assert not problems, "\n".join(problems)
+    formulas = [(page.name, tex, display) for page in pages for tex, display in page_formulas(page.read_text())]
+    assert len(formulas) > 5000, "the extraction found too few formulas"
+    failures = render_failures(formulas)
+    assert not failures, f"{len(failures)} formula(s) do not compile:\n" + "\n".join(failures[:20])
+
+
+def test_sampled_pages_render_their_math_in_chromium_without_errors(site, browsed):
     root, _ = site
     doms, _, shots = browsed
-    assert len(doms) == 1 + len(LESSONS) + len(REFERENCE) and len(LESSONS) >= 26
+    assert sorted(doms) == sorted(sample(root)) and len(doms) >= 3
     problems = [f"{page.name}: {p}" for page, dom in doms.items() for p in page_problems(root, page, dom)]
     assert not problems, "\n".join(problems)
     assert all(png.stat().st_size > 20_000 for png in shots.glob("*.png")), list(shots.glob("*.png"))
@@ -251,12 +300,13 @@ def test_every_formula_is_typeset_by_the_local_mathjax(site, browsed):
     root, _ = site
     doms, _, _ = browsed
     for name in LESSONS:
-        page = root / f"{name}.html"
-        static = page.read_text()
-        assert '<script defer="defer" src="_static/mathjax/tex-chtml.js' in static
-        formulas = len(re.findall(r'<(?:span|div) class="math notranslate nohighlight"', static))
-        typeset = doms[page].count("<mjx-container")
-        assert formulas > 5 and typeset >= formulas, f"{name}: {typeset} of {formulas} formulas typeset"
+        static = (root / f"{name}.html").read_text()
+        assert '<script defer="defer" src="_static/mathjax/tex-chtml.js' in static, name
+        assert len(page_formulas(static)) > 5, f"{name}: too few formulas"
+    for page, dom in doms.items():
+        formulas = len(page_formulas(page.read_text()))
+        typeset = dom.count("<mjx-container")
+        assert typeset >= formulas, f"{page.name}: {typeset} of {formulas} formulas typeset"
 
 
 def test_math_in_a_table_keeps_its_bars(site):
@@ -266,11 +316,10 @@ def test_math_in_a_table_keeps_its_bars(site):
     assert r"\max_i \vert a_i - b_i\vert" in static
 
 
-def test_lessons_offer_the_student_version_and_the_labelled_solutions(site, browsed):
+def test_lessons_offer_the_student_version_and_the_labelled_solutions(site):
     root, _ = site
-    doms, _, _ = browsed
     for name in LESSONS:
-        dom = doms[root / f"{name}.html"]
+        dom = (root / f"{name}.html").read_text()
         page = Page(dom)
         colab = config.colab_url(f"notebooks/{name}.ipynb")
         badge = [i for i, (t, a) in enumerate(page.tags) if t == "a" and a.get("href") == colab]
@@ -306,18 +355,30 @@ def test_contents_in_syllabus_order_and_search_shows_typeset_snippets(site, brow
 
 def test_the_checks_catch_a_broken_page(site):
     """A page with a TeX error, TeX left as text, a marker, a narrow code column, a missing image and a
-    broken link fails each check."""
+    broken link fails each check: as built (an undelimited math span too) and in Chromium."""
     root, tmp = site
     bad = root / "planted-bad.html"
     mathjax = re.search(r"<script>window.MathJax = .*?</script>", (root / "04_losses.html").read_text()).group(0)
     bad.write_text(f'<html><head>{mathjax}<script defer src="_static/mathjax/tex-chtml.js"></script></head><body>'
-                   '<p>\\(\\undefinedmacro x\\)</p><p>where Q^{(h)}holds columns</p><img src="_images/no-such.png">'
+                   '<p><span class="math notranslate nohighlight">\\(\\undefinedmacro x\\)</span></p>'
+                   '<p>where Q^{(h)}holds columns</p><img src="_images/no-such.png">'
                    f'<div class="cell"><div class="highlight" style="width: 300px"><pre>{HIDDEN_BEGIN}</pre></div></div>'
                    '<a href="no-such-page.html">x</a><a href="04_losses.html#fine">ok</a></body></html>')
     try:
+        static = static_problems(root, bad)
+        formulas = page_formulas(bad.read_text())
+        bad.write_text(bad.read_text().replace("</body>", '<div class="math notranslate nohighlight">x^2</div></body>'))
+        undelimited = static_problems(root, bad)
         problems = page_problems(root, bad, browse(root, [bad], tmp / "profile-bad")[bad])
     finally:
         bad.unlink()
+    assert formulas == [("\\undefinedmacro x", False)]
+    [failure] = render_failures([("planted-bad.html", *formulas[0])])
+    assert failure.startswith("planted-bad.html: Undefined control sequence \\undefinedmacro"), failure
+    assert any(p.startswith("TeX left in the text: '^{'") for p in static), static
+    assert f"a marker on the page: {HIDDEN_BEGIN}" in static and "missing image: _images/no-such.png" in static
+    assert "broken a href: no-such-page.html" in static and len(static) == 4, static
+    assert undelimited == static + ["a math span MathJax would not read: 'x^2'"], undelimited
     assert any(p.startswith("MathJax error") for p in problems), problems
     assert any(p.startswith("TeX left in the text: '^{'") for p in problems), problems
     assert f"a marker on the page: {HIDDEN_BEGIN}" in problems
