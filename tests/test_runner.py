@@ -76,14 +76,24 @@ def test_cli_errors_are_one_line_and_nothing_runs(small, tmp_path, capsys):
     assert not out.exists()
 
 
-def test_a_dying_kernel_is_recorded_and_the_run_goes_on(small, tmp_path):
+def test_a_dying_kernel_is_recorded_and_the_run_goes_on(small, tmp_path, capsys):
+    """Also: a parameter goes to the notebooks that declare it, and the run says which (one run, two kernels)."""
     nb = nbformat.read(small, 4)
     nb.cells.append(nbformat.v4.new_code_cell("import os\nif fail: os._exit(1)"))
     nb.cells[-2].source = "print('steps', steps)"  # do not raise before the kernel dies
-    dying = tmp_path / "02_dying.ipynb"
+    dying = tmp_path / "01_dying.ipynb"
     nbformat.write(nb, dying)
-    results = run([str(dying), str(small)], {"fail": "true"}, tmp_path / "out", progress=False)
-    assert results[0].status.startswith("FAILED") and results[1].status.startswith("FAILED: AssertionError")
+    other = tmp_path / "02_other.ipynb"
+    nbformat.write(new_notebook(2, "other", "Other"), other)
+    taken = {}
+    jobs = plan([str(dying), str(other)], {"fail": "true", "seed": "1"}, taken=taken)
+    assert [typed for _, typed in jobs] == [{"fail": True, "seed": 1}, {"seed": 1}]
+    assert taken == {"fail": ["01_dying"], "seed": ["01_dying", "02_other"]}
+    with pytest.raises(ParameterError, match=r"any of the 2 selected notebooks has no parameter 'stpes'"):
+        plan([str(dying), str(other)], {"stpes": "3"})
+    results = run([str(dying), str(other)], {"fail": "true"}, tmp_path / "out", progress=False)
+    assert "-p fail applies to 1 of 2 notebooks: 01_dying" in capsys.readouterr().out
+    assert results[0].status.startswith("FAILED") and results[1].status == "ok"
 
 
 def test_unwritable_out_is_one_sentence_before_anything_runs(small, tmp_path, capsys):
@@ -93,19 +103,6 @@ def test_unwritable_out_is_one_sentence_before_anything_runs(small, tmp_path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("aicourse: error: Cannot write the executed notebooks to ")
     assert "not a directory" in err[0] and not list(tmp_path.glob("**/summary.md"))
-
-
-def test_a_parameter_goes_to_the_notebooks_that_declare_it(small, tmp_path, capsys):
-    other = tmp_path / "02_other.ipynb"
-    nbformat.write(new_notebook(2, "other", "Other"), other)
-    taken = {}
-    jobs = plan([str(small), str(other)], {"steps": "3", "seed": "1"}, taken=taken)
-    assert [typed for _, typed in jobs] == [{"steps": 3, "seed": 1}, {"seed": 1}]
-    assert taken == {"steps": ["01_small"], "seed": ["01_small", "02_other"]}
-    with pytest.raises(ParameterError, match=r"any of the 2 selected notebooks has no parameter 'stpes'"):
-        plan([str(small), str(other)], {"stpes": "3"})
-    run([str(small), str(other)], {"steps": "3"}, tmp_path / "out", progress=False)
-    assert "-p steps applies to 1 of 2 notebooks: 01_small" in capsys.readouterr().out
 
 
 def test_the_checkout_you_stand_in_is_the_one_that_runs(small, tmp_path, monkeypatch):
