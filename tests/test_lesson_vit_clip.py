@@ -159,7 +159,21 @@ def test_l2_normalize_backward_is_autograd():
     assert rel(y, F.normalize(t(x), dim=-1)) < TOL and rel(l2_normalize_backward(dy, cache), xt.grad) < TOL
 
 
-def test_text_pool_index_both_rules():
-    ids = np.array([[18, 3, 2, 0], [18, 17, 5, 2]])
-    assert clip_text_pool_index(ids, 2).tolist() == [0, 0]            # eos_token_id == 2: argmax(input_ids)
-    assert clip_text_pool_index(np.where(ids == 2, 19, ids), 19).tolist() == [2, 3]
+@pytest.mark.parametrize("eos", [19, 2])
+def test_text_pool_index_is_the_token_hf_pools(eos):
+    """The first eos_token_id, or argmax(input_ids) for eos_token_id == 2 configs (here: [BOS], id 18)."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+    ids = np.array([[18, 3, eos, 0], [18, 17, 5, eos]])
+    assert clip_text_pool_index(ids, eos).tolist() == ([2, 3] if eos == 19 else [0, 0])
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        torch.manual_seed(0)
+        tower = CLIPTextModel(CLIPTextConfig(vocab_size=20, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
+                                             num_attention_heads=2, max_position_embeddings=4, bos_token_id=18,
+                                             eos_token_id=eos, pad_token_id=0)).eval()
+        out = tower(input_ids=torch.tensor(ids))
+    finally:
+        torch.set_default_dtype(old)
+    assert rel(out.last_hidden_state.detach().numpy()[np.arange(2), clip_text_pool_index(ids, eos)],
+               out.pooler_output) < TOL
