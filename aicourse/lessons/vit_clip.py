@@ -195,8 +195,9 @@ def clip_loss_forward(img_feat, txt_feat, W_img, W_txt, t):
 def clip_loss_backward(dloss, cache):
     """Gradients of clip_loss_forward: (d img_feat, d txt_feat, d W_img, d W_txt, d t).
 
-    dlogits = dloss (softmax_rows - I + (softmax_cols - I)^T) / 2N; dt = sum(dlogits * logits) since
-    d logits / d t = logits; d a = exp(t) dlogits b, d b = exp(t) dlogits^T a; then through the normalisations."""
+    dlogits = dloss (R - I + Q - I) / 2N with R, Q the row- and column-wise softmax of the logits;
+    dt = sum(dlogits * logits) since d logits / d t = logits; d a = exp(t) dlogits b, d b = exp(t) dlogits^T a;
+    then through the normalisations."""
     img_feat, txt_feat, W_img, W_txt, t, a, b, c_a, c_b, logits, dli, dlt = cache
     dlogits = 0.5 * dloss * (dli + dlt.T)
     dt = np.sum(dlogits * logits)
