@@ -1,6 +1,7 @@
 """aicourse.lessons.distributed (notebook 29): shard gradients, the ring all-reduce, and the process launcher.
 
-The launcher tests start real processes (spawn, gloo on the CPU): a few seconds each, mostly torch's import.
+The launcher tests start real processes (forked from a fork server, gloo on the CPU): a few seconds, mostly
+torch's import in the fork server, which the first launch starts and the later ones reuse.
 """
 import multiprocessing
 import time
@@ -156,9 +157,9 @@ def test_flatten_unflatten_round_trip():
     assert all(a.shape == b.shape and (a == b).all() for a, b in zip(arrays, back))
 
 
-# ------------------------------------------------------------------------ real processes (spawn, gloo)
+# ------------------------------------------------------------------ real processes (fork server, gloo)
 def _both(rank, world_size, xs, ddp_args, zero_args):
-    """One launch for the collectives, DDP and ZeRO (spawning is the slow part)."""
+    """One launch for the collectives, DDP and ZeRO (starting the processes is the slow part)."""
     return (all_reduce_worker(rank, world_size, xs), ddp_worker(rank, world_size, *ddp_args),
             zero_worker(rank, world_size, *zero_args))
 
@@ -217,7 +218,7 @@ def test_all_reduce_ddp_zero_and_the_hook_in_one_launch():
             assert max(rel(a, b) for a, b in zip(ddp[mistake]["params"][0], one[0])) > 1e-4
     for ps, qs in zip(results[0][1]["ok"]["params"], results[1][1]["ok"]["params"]):   # identical replicas
         assert all((a == b).all() for a, b in zip(ps, qs))
-    # The communication hook, in the same launch (spawning is the slow part). Default buckets: the MLP's
+    # The communication hook, in the same launch (starting processes is slow). Default buckets: the MLP's
     # gradients in one bucket, launched after the last gradient. A 10-byte cap: one bucket per parameter, each
     # launched as soon as its gradient is ready. DDP's first step uses one bucket.
     names = {"W1", "b1", "W2", "b2"}

@@ -89,6 +89,7 @@ def unflatten(vector, like):
 
 import datetime
 import inspect
+import multiprocessing
 import os
 import pickle
 import tempfile
@@ -104,7 +105,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 
 def _entry(rank, fn, world_size, init_method, out_dir, args, timeout_s):
-    """What each spawned process runs: one thread, join the gloo group, run fn, save its result, leave the group."""
+    """What each started process runs: one thread, join the gloo group, run fn, save its result, leave the group."""
     started = time.time()
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world_size,
@@ -120,19 +121,25 @@ def _entry(rank, fn, world_size, init_method, out_dir, args, timeout_s):
 
 
 def launch(fn, world_size, *args, timeout_s=180.0):
-    """Run ``fn(rank, world_size, *args)`` in ``world_size`` fresh processes that form a gloo process group.
+    """Run ``fn(rank, world_size, *args)`` in ``world_size`` new processes that form a gloo process group.
 
-    ``fn`` must be importable (defined in a module, not in a notebook): spawned processes import it by name.
+    The processes are forked from a fork server: a fresh interpreter that the first launch starts, that imports
+    torch and this module and computes nothing, and that later launches reuse (they skip torch's import); where
+    the platform has no fork server (Windows), they are spawned. ``fn`` must be importable (defined in a module,
+    not in a notebook): the processes receive it by name.
     Returns ([what each rank returned], seconds {"spawn": until the last rank started, "rendezvous": until
     all joined the group, "work": until the last finished, "total"}). A rank that raises gives one
     RuntimeError naming it, with its traceback; after ``timeout_s`` seconds every process is killed and a
-    TimeoutError raised. No child process outlives this call.
+    TimeoutError raised. No child process outlives this call (the fork server waits, idle, until this one exits).
     """
     start = time.time()
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    if method == "forkserver":      # read when the server starts: DDP's constructor imports torch._dynamo (~2 s)
+        multiprocessing.get_context(method).set_forkserver_preload(["aicourse.lessons.distributed", "torch._dynamo"])
     with tempfile.TemporaryDirectory(prefix="aicourse_dist_") as tmp:
         init_method = "file://" + os.path.join(tmp, "rendezvous")
         context = mp.start_processes(_entry, args=(fn, world_size, init_method, tmp, args, timeout_s),
-                                     nprocs=world_size, join=False, start_method="spawn")
+                                     nprocs=world_size, join=False, start_method=method)
         deadline = time.monotonic() + timeout_s
         # grace_period (torch >= 2.6): after one rank fails, the others get 5 s to exit before being killed
         grace = {"grace_period": 5} if "grace_period" in inspect.signature(context.join).parameters else {}
