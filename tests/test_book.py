@@ -330,8 +330,8 @@ def test_lessons_offer_the_student_version_and_the_labelled_solutions(site):
         student = links.get("Download the notebook (.ipynb)", "")
         solutions = links.get("Download with solutions (.ipynb)", "")
         assert student.endswith(f"/{name}.ipynb") and solutions.endswith(f"/{name}-solutions.ipynb"), links
-        offered = nbformat.read(root / student, as_version=4)
-        text = "\n".join(c.source for c in offered.cells)
+        offered = json.loads((root / student).read_text())  # (nbformat.read would validate 37 notebooks: ~5 s)
+        text = "\n".join("".join(c["source"]) for c in offered["cells"])
         assert CODE_BEGIN not in text and "raise NotImplementedError()" in text, f"{name}: not the student version"
         assert CODE_BEGIN in (root / solutions).read_text(), f"{name}: the solutions download has none"
         assert "_sources/" not in dom, f"{name}: the page offers its source (with the solutions)"
