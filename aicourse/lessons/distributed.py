@@ -130,7 +130,8 @@ def launch(fn, world_size, *args, timeout_s=180.0):
     Returns ([what each rank returned], seconds {"spawn": until the last rank started, "rendezvous": until
     all joined the group, "work": until the last finished, "total"}). A rank that raises gives one
     RuntimeError naming it, with its traceback; after ``timeout_s`` seconds every process is killed and a
-    TimeoutError raised. No child process outlives this call (the fork server waits, idle, until this one exits).
+    TimeoutError raised. No worker process outlives this call; the fork server, a child process too, waits idle
+    until the calling process exits.
     """
     start = time.time()
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
