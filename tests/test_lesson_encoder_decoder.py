@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from lesson_tools import TOL, rel, t
 
 from aicourse.lessons.encoder_decoder import (DATE_FORMATS, SRC_CHARS, T_OUT, T_SRC, TGT_CHARS,
                                               cross_attention_backward, cross_attention_forward, date_days,
@@ -17,19 +18,7 @@ from aicourse.lessons.encoder_decoder import (DATE_FORMATS, SRC_CHARS, T_OUT, T_
                                               label_smoothed_cross_entropy, make_dates, transformer_backward,
                                               transformer_forward)
 
-TOL = 1e-10
 N, L, S, E, H, F_FF = 3, 5, 6, 8, 2, 16
-
-
-def t(x, grad=False):
-    return torch.tensor(np.asarray(x), dtype=torch.float64, requires_grad=grad)
-
-
-def rel(ours, ref):
-    a = np.asarray(ours, dtype=np.float64)
-    b = ref.detach().numpy() if isinstance(ref, torch.Tensor) else np.asarray(ref, dtype=np.float64)
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return np.max(np.abs(a - b)) / max(1e-8, np.max(np.abs(a) + np.abs(b)))
 
 
 def params(module):
